@@ -1,0 +1,54 @@
+"""modelserve: embeddable, thread-safe inference for YOLO-style detectors.
+
+    >>> import modelserve as ms
+    >>> p = ms.load("yolov8n.onnx")          # ONNX Runtime on the CPU by default
+    >>> r = p.predict("bus.jpg")             # path, bytes, PIL image or HxWx3 uint8 array (BGR)
+    >>> r.xyxy, r.confidence, r.class_id, r.class_names
+"""
+
+from . import ops
+from ._detections import Detection, Detections
+from ._engine import Engine, TensorSpec
+from ._errors import (
+    BatcherClosedError,
+    DeadlineExceededError,
+    EngineUnavailableError,
+    IntegrityError,
+    InvalidInputError,
+    InvalidNameError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelserveError,
+    PinMismatchError,
+    QueueFullError,
+    RegistryError,
+    VersionConflictError,
+)
+from ._load import load
+from ._predictor import PredictOptions, Predictor
+from ._version import __version__
+
+__all__ = [
+    "load",
+    "Predictor",
+    "PredictOptions",
+    "Detections",
+    "Detection",
+    "Engine",
+    "TensorSpec",
+    "ops",
+    "ModelserveError",
+    "ModelLoadError",
+    "EngineUnavailableError",
+    "InvalidInputError",
+    "QueueFullError",
+    "BatcherClosedError",
+    "DeadlineExceededError",
+    "RegistryError",
+    "ModelNotFoundError",
+    "VersionConflictError",
+    "IntegrityError",
+    "PinMismatchError",
+    "InvalidNameError",
+    "__version__",
+]

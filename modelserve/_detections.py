@@ -1,0 +1,114 @@
+"""Detection results: aligned numpy arrays, easy to filter, iterate and serialise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, NamedTuple
+
+import numpy as np
+
+from ._errors import InvalidInputError
+
+__all__ = ["Detection", "Detections"]
+
+
+class Detection(NamedTuple):
+    """One detection, as yielded by iterating over :class:`Detections`."""
+
+    xyxy: np.ndarray
+    confidence: float
+    class_id: int
+    class_name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Detections for one image, in original-image pixels, highest confidence first.
+
+    * ``xyxy``: ``(n, 4)`` float32 boxes ``x1, y1, x2, y2``
+    * ``confidence``: ``(n,)`` float32
+    * ``class_id``: ``(n,)`` int64
+    * ``names``: the model's class names, ``{class id: name}``
+    * ``orig_shape``: the image's ``(height, width)``
+    * ``speed``: milliseconds spent per stage for this image (``preprocess``, ``inference``,
+      ``postprocess``), batch stages divided evenly among its images, as Ultralytics reports them
+
+    ``len(d)``, iteration (:class:`Detection` tuples) and indexing with an int, a slice, an index
+    array or a boolean mask (``d[d.confidence > 0.5]``) work as for numpy arrays.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    names: Mapping[int, str] = field(default_factory=dict)
+    orig_shape: tuple[int, int] = (0, 0)
+    speed: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
+        cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        if not (len(xyxy) == len(conf) == len(cls)):
+            raise InvalidInputError(
+                f"xyxy, confidence and class_id must have the same length, got {len(xyxy)}, {len(conf)}, {len(cls)}"
+            )
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "class_id", cls)
+
+    @classmethod
+    def empty(cls, names: Mapping[int, str] | None = None, orig_shape: tuple[int, int] = (0, 0)) -> "Detections":
+        """No detections."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), names or {}, orig_shape)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class name of each detection, aligned with ``class_id``."""
+        return [self.names.get(int(c), str(int(c))) for c in self.class_id]
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+    def __iter__(self) -> Iterator[Detection]:
+        for i in range(len(self)):
+            c = int(self.class_id[i])
+            yield Detection(self.xyxy[i], float(self.confidence[i]), c, self.names.get(c, str(c)))
+
+    def __getitem__(self, index: Any) -> "Detections":
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        idx = np.asarray(index) if not isinstance(index, slice) else index
+        if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
+            raise InvalidInputError(f"boolean mask must have shape ({len(self)},), got {idx.shape}")
+        try:
+            return Detections(
+                self.xyxy[idx], self.confidence[idx], self.class_id[idx], self.names, self.orig_shape, self.speed
+            )
+        except IndexError as exc:
+            raise InvalidInputError(f"bad index for {len(self)} detections: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types: ``{"detections": [{"xyxy", "confidence", "class_id", "class_name"}], ...}``."""
+        return {
+            "orig_shape": [int(v) for v in self.orig_shape],
+            "detections": [
+                {
+                    "xyxy": [float(v) for v in d.xyxy],
+                    "confidence": d.confidence,
+                    "class_id": d.class_id,
+                    "class_name": d.class_name,
+                }
+                for d in self
+            ],
+            "speed": {k: float(v) for k, v in self.speed.items()},
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in list(self)[:5])
+        more = ", ..." if len(self) > 5 else ""
+        return f"Detections(n={len(self)}, orig_shape={self.orig_shape}, [{shown}{more}])"

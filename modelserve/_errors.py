@@ -1,0 +1,89 @@
+"""The one exception hierarchy of modelserve.
+
+Everything modelserve raises on purpose derives from :class:`ModelserveError`, so an
+application can catch the whole family with one ``except`` clause::
+
+    ModelserveError
+    ├── ModelLoadError            a model file is missing, truncated, not ONNX, or unreadable
+    ├── EngineUnavailableError    an engine or device cannot be used here (says why)
+    ├── InvalidInputError         an image, array or argument is not what the API accepts (also a ValueError)
+    ├── QueueFullError            the micro-batcher's bounded queue is full
+    ├── BatcherClosedError        submit() after close()
+    ├── DeadlineExceededError     a request's deadline passed before it ran (also a TimeoutError)
+    └── RegistryError             anything the local model registry refuses
+        ├── ModelNotFoundError    no such model, version or alias
+        ├── VersionConflictError  a version label already holds different content
+        ├── IntegrityError        stored bytes differ from their recorded digest or size
+        ├── PinMismatchError      a lock file pins other content than what resolves
+        └── InvalidNameError      a name, label or alias breaks the naming rules (also a ValueError)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ModelserveError",
+    "ModelLoadError",
+    "EngineUnavailableError",
+    "InvalidInputError",
+    "QueueFullError",
+    "BatcherClosedError",
+    "DeadlineExceededError",
+    "RegistryError",
+    "ModelNotFoundError",
+    "VersionConflictError",
+    "IntegrityError",
+    "PinMismatchError",
+    "InvalidNameError",
+]
+
+
+class ModelserveError(Exception):
+    """Root of every error modelserve raises on purpose."""
+
+
+class ModelLoadError(ModelserveError):
+    """A model could not be loaded: missing, truncated, not a model file, or rejected by the engine."""
+
+
+class EngineUnavailableError(ModelserveError):
+    """The requested engine or device cannot be used on this machine; the message says why."""
+
+
+class InvalidInputError(ModelserveError, ValueError):
+    """An input (image, array, option) is not what the API accepts; the message says what was expected."""
+
+
+class QueueFullError(ModelserveError):
+    """The micro-batcher's queue is at its bound and the request was refused at once."""
+
+
+class BatcherClosedError(ModelserveError):
+    """The micro-batcher is closed (or its loop died) and takes no more requests."""
+
+
+class DeadlineExceededError(ModelserveError, TimeoutError):
+    """A request's deadline passed before it could run; it was never run."""
+
+
+class RegistryError(ModelserveError):
+    """Root of the model registry's errors."""
+
+
+class ModelNotFoundError(RegistryError, LookupError):
+    """No model, version or alias of that name in the registry."""
+
+
+class VersionConflictError(RegistryError):
+    """A version label already exists with different content; versions are written once."""
+
+
+class IntegrityError(RegistryError):
+    """Stored bytes do not match their recorded sha256 digest or size."""
+
+
+class PinMismatchError(RegistryError):
+    """A lock file pins a different version or digest than what was about to be loaded."""
+
+
+class InvalidNameError(RegistryError, ValueError):
+    """A model name, version label or alias does not follow the registry's naming rules."""

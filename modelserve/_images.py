@@ -1,0 +1,117 @@
+"""Turning what users pass as an image into an ``HxWx3`` uint8 array.
+
+Accepted: a path (``str`` / ``os.PathLike``), encoded ``bytes``, a ``PIL.Image.Image``, or a numpy
+uint8 array shaped ``HxW`` (grayscale), ``HxWx1``, ``HxWx3`` or ``HxWx4`` (alpha dropped). Files and
+bytes are decoded with Pillow with their EXIF orientation applied. Numpy arrays are BGR by default,
+as OpenCV gives them; pass ``channels="rgb"`` for RGB arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._errors import InvalidInputError
+
+__all__ = ["Image", "load_image", "is_single_image"]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded image: ``pixels`` is C-contiguous ``HxWx3`` uint8; ``bgr`` tells the channel order."""
+
+    pixels: np.ndarray
+    bgr: bool
+
+
+def is_single_image(obj: Any) -> bool:
+    """True for one image, False for a list/tuple of images (the batch form of ``predict``)."""
+    return not isinstance(obj, (list, tuple))
+
+
+def _decode_pil(img: Any, what: str) -> Image:
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode != "RGB":
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16/32-bit grayscale: keep the top 8 bits instead of clipping everything to 255.
+                arr = np.asarray(img).astype(np.float64)
+                peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+                gray = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+                return Image(np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), bgr=False)
+            img = img.convert("RGB")
+        pixels = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as exc:
+        raise InvalidInputError(f"cannot decode {what}: {exc}") from exc
+    if pixels.ndim != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise InvalidInputError(f"{what} decoded to an empty image of shape {pixels.shape}")
+    return Image(np.ascontiguousarray(pixels), bgr=False)
+
+
+def _open(source: Any, what: str) -> Image:
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(source) as img:
+            return _decode_pil(img, what)
+    except InvalidInputError:
+        raise
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"image file not found: {source}") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInputError(f"expected an image file, got a directory: {source}") from exc
+    except (PILImage.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInputError(f"cannot decode {what}: not a supported image ({exc})") from exc
+
+
+def _from_array(arr: np.ndarray, channels: str) -> Image:
+    if arr.dtype != np.uint8:
+        raise InvalidInputError(
+            f"image arrays must be uint8 (0-255), got {arr.dtype}; convert with (x * 255).astype(np.uint8) "
+            "if you have floats in 0-1"
+        )
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        if arr.size == 0:
+            raise InvalidInputError(f"image must have a non-zero size, got shape {arr.shape}")
+        return Image(np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2)), bgr=True)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InvalidInputError(f"image arrays must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidInputError(f"image must have a non-zero size, got shape {arr.shape}")
+    return Image(np.ascontiguousarray(arr[:, :, :3]), bgr=(channels == "bgr"))
+
+
+def load_image(source: Any, channels: str = "bgr") -> Image:
+    """Decode one image from any accepted form; raises :class:`InvalidInputError` otherwise."""
+    if channels not in ("bgr", "rgb"):
+        raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
+    if isinstance(source, np.ndarray):
+        return _from_array(source, channels)
+    if isinstance(source, (str, os.PathLike)):
+        return _open(os.fspath(source), f"image file {os.fspath(source)!r}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise InvalidInputError("cannot decode image bytes: got 0 bytes")
+        return _open(io.BytesIO(data), f"image bytes ({len(data)} bytes)")
+    try:
+        from PIL import Image as PILImage
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        PILImage = None
+    if PILImage is not None and isinstance(source, PILImage.Image):
+        if source.width == 0 or source.height == 0:
+            raise InvalidInputError(f"image must have a non-zero size, got {source.size}")
+        return _decode_pil(source.copy(), "PIL image")
+    raise InvalidInputError(
+        "an image must be a path, bytes, a PIL.Image or a uint8 numpy array, " f"got {type(source).__name__}"
+    )

@@ -1,0 +1,1 @@
+"""Cython kernels (see modelserve.ops for the public wrappers)."""

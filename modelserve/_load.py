@@ -1,0 +1,70 @@
+"""``modelserve.load``: from a model reference to a ready :class:`Predictor`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+from ._engine import Engine
+from ._engines_registry import open_engine
+from ._errors import InvalidInputError, ModelLoadError
+from ._metadata import parse_metadata
+from ._predictor import PredictOptions, Predictor
+
+__all__ = ["load"]
+
+
+def load(
+    source: str | os.PathLike[str] | Engine,
+    *,
+    engine: str | type[Engine] = "auto",
+    device: str = "cpu",
+    imgsz: int | Sequence[int] | None = None,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    names: Mapping[int, str] | Sequence[str] | None = None,
+    channels: str = "bgr",
+    engine_options: Mapping[str, Any] | None = None,
+) -> Predictor:
+    """Load a detector and return a thread-safe :class:`Predictor`.
+
+    ``source``: a model file (``.onnx``), or an already constructed :class:`Engine`.
+    ``engine``: ``"auto"`` (chosen by file type) or an engine name such as ``"onnxruntime"``.
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; nothing falls back silently.
+    ``imgsz``: inference size for dynamic-shape models (default: the model's metadata, else 640;
+    rounded up to the stride). Fixed-shape models always use their own input size.
+    ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
+    with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
+    ``channels``: channel order of numpy inputs, ``"bgr"`` (OpenCV) or ``"rgb"``.
+    ``engine_options``: passed to the engine (e.g. ``{"intra_op_threads": 2}`` for ONNX Runtime).
+
+    Example::
+
+        p = modelserve.load("yolov8n.onnx")
+        r = p.predict("bus.jpg")
+        r.xyxy, r.confidence, r.class_id, r.class_names
+    """
+    options = PredictOptions(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+    if isinstance(source, Engine):
+        eng = source
+    else:
+        if not isinstance(source, (str, os.PathLike)):
+            raise InvalidInputError(f"source must be a model path or an Engine, got {type(source).__name__}")
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise ModelLoadError(f"model file not found: {path}")
+        eng = open_engine(path, engine=engine, device=device, **dict(engine_options or {}))
+    try:
+        out_spec = eng.outputs[0] if eng.outputs else None
+        nc = None
+        if out_spec is not None and len(out_spec.shape) == 3 and out_spec.shape[1] is not None:
+            nc = out_spec.shape[1] - 4
+        info = parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
+        return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels)
+    except BaseException:
+        if not isinstance(source, Engine):
+            eng.close()
+        raise

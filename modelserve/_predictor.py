@@ -1,0 +1,251 @@
+"""The Predictor: images in, :class:`Detections` out, through any engine.
+
+One Predictor may be shared by any number of threads: it keeps no per-call state, and engines are
+thread-safe by contract. Each call decodes its images, letterboxes each one straight into its slot
+of a batch tensor (images with the same letterboxed shape share a batch), runs the engine, and maps
+the boxes back to original-image pixels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import ops
+from ._detections import Detections
+from ._engine import Engine
+from ._errors import InvalidInputError, ModelLoadError
+from ._images import Image, is_single_image, load_image
+from ._metadata import ModelInfo
+
+__all__ = ["Predictor", "PredictOptions"]
+
+_DEFAULT_IMGSZ = 640
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Detection thresholds; ``Predictor`` holds defaults and each call may override them."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    classes: tuple[int, ...] | None = None
+    agnostic: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("conf", "iou"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise InvalidInputError(f"{key} must be a number in [0, 1], got {value!r}")
+        if isinstance(self.max_det, bool) or not isinstance(self.max_det, (int, np.integer)) or self.max_det < 0:
+            raise InvalidInputError(f"max_det must be an int >= 0, got {self.max_det!r}")
+        if self.classes is not None:
+            classes = (self.classes,) if isinstance(self.classes, (int, np.integer)) else self.classes
+            try:
+                values = tuple(int(c) for c in classes if isinstance(c, (int, np.integer)) and not isinstance(c, bool))
+            except TypeError:
+                values = ()
+            if not isinstance(classes, (list, tuple, set, frozenset, np.ndarray)) or len(values) != len(classes):
+                raise InvalidInputError(f"classes must be a list of class ids (ints), got {self.classes!r}")
+            object.__setattr__(self, "classes", values)
+        if not isinstance(self.agnostic, (bool, np.bool_)):
+            raise InvalidInputError(f"agnostic must be a bool, got {self.agnostic!r}")
+
+    def merged(self, **overrides: Any) -> "PredictOptions":
+        """A copy with the non-None ``overrides`` applied."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if not values:
+            return self
+        base = {k: getattr(self, k) for k in ("conf", "iou", "max_det", "classes", "agnostic")}
+        base.update(values)
+        return PredictOptions(**base)
+
+
+def _round_up(value: int, stride: int) -> int:
+    return max(int(math.ceil(value / stride) * stride), stride)
+
+
+class Predictor:
+    """Runs a YOLO-style detector on images. Create with :func:`modelserve.load`.
+
+    ``predict(image)`` returns one :class:`Detections`; ``predict([a, b])`` returns a list.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        info: ModelInfo,
+        *,
+        imgsz: int | Sequence[int] | None = None,
+        options: PredictOptions | None = None,
+        channels: str = "bgr",
+    ) -> None:
+        if channels not in ("bgr", "rgb"):
+            raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
+        self.engine = engine
+        self.info = info
+        self.options = options or PredictOptions()
+        self.channels = channels
+        if len(engine.inputs) != 1:
+            raise ModelLoadError(f"expected a detector with one input, got {len(engine.inputs)} inputs")
+        spec = engine.inputs[0]
+        if len(spec.shape) != 4 or spec.shape[1] not in (3, None):
+            raise ModelLoadError(f"expected a detector input shaped [batch, 3, height, width], got {list(spec.shape)}")
+        if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+            raise ModelLoadError(f"expected a float32 or float16 model input, got {spec.dtype}")
+        self._input = spec
+        self._fixed_batch = spec.shape[0]
+        h, w = spec.shape[2], spec.shape[3]
+        stride = info.stride
+        if h is not None and w is not None:
+            self.dynamic = False
+            if imgsz is not None and tuple(ops._pair(imgsz, "imgsz")) != (h, w):
+                raise InvalidInputError(f"this model has a fixed input size {(h, w)}; imgsz={imgsz!r} cannot apply")
+            self.imgsz: tuple[int, int] = (h, w)
+        else:
+            self.dynamic = True
+            size = ops._pair(imgsz, "imgsz") if imgsz is not None else (info.imgsz or (_DEFAULT_IMGSZ, _DEFAULT_IMGSZ))
+            self.imgsz = (_round_up(size[0], stride), _round_up(size[1], stride))
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def names(self) -> Mapping[int, str]:
+        """Class names, ``{class id: name}``."""
+        return self.info.names
+
+    def __repr__(self) -> str:
+        kind = "dynamic" if self.dynamic else "fixed"
+        return f"<Predictor engine={self.engine.name} device={self.engine.device} imgsz={self.imgsz} ({kind}) classes={len(self.names)}>"
+
+    # -- the pipeline ---------------------------------------------------------------------------
+    def _layout(self, image: Image) -> ops.LetterboxInfo:
+        return ops.letterbox_geometry(
+            image.pixels.shape[:2], self.imgsz, auto=self.dynamic, stride=self.info.stride
+        )
+
+    def _preprocess(self, images: Sequence[Image]) -> list[tuple[list[int], np.ndarray]]:
+        """Group images by letterboxed shape and fill one batch tensor per group."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(self._layout(img).output_hw, []).append(i)
+        batches = []
+        for (h, w), idx in groups.items():
+            batch = np.empty((len(idx), 3, h, w), dtype=self._input.dtype)
+            for slot, i in enumerate(idx):
+                img = images[i]
+                ops.letterbox(
+                    img.pixels, self.imgsz, auto=self.dynamic, stride=self.info.stride,
+                    bgr_to_rgb=img.bgr, out=batch[slot],
+                )
+            batches.append((idx, batch))
+        return batches
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch, split or zero-padded to the engine's fixed batch size when it has one."""
+        fixed = self._fixed_batch
+        if fixed is None or fixed == len(batch):
+            return np.asarray(self.engine.run({self._input.name: batch})[0])
+        outs = []
+        for start in range(0, len(batch), fixed):
+            chunk = batch[start : start + fixed]
+            n = len(chunk)
+            if n < fixed:
+                chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
+            outs.append(np.asarray(self.engine.run({self._input.name: chunk})[0])[:n])
+        return np.concatenate(outs)
+
+    def _postprocess(self, raw: np.ndarray, opts: PredictOptions) -> list[np.ndarray]:
+        if raw.ndim != 3:
+            raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
+        raw = raw.astype(np.float32, copy=False)
+        if self.info.end2end or raw.shape[-1] == 6:
+            return [self._end2end(r, opts) for r in raw]
+        return ops.yolo_postprocess(
+            raw, conf=opts.conf, iou=opts.iou, max_det=opts.max_det, classes=opts.classes, agnostic=opts.agnostic
+        )
+
+    @staticmethod
+    def _end2end(pred: np.ndarray, opts: PredictOptions) -> np.ndarray:
+        """NMS-free ``[N, 6]`` outputs (x1, y1, x2, y2, conf, class): filter only, as Ultralytics does."""
+        mask = pred[:, 4] > opts.conf
+        if opts.classes is not None:
+            mask &= np.isin(pred[:, 5], np.asarray(opts.classes, dtype=np.float32))
+        return np.ascontiguousarray(pred[np.flatnonzero(mask)[: opts.max_det], :6])
+
+    def predict(
+        self,
+        images: Any,
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        classes: Sequence[int] | None = None,
+        agnostic: bool | None = None,
+    ) -> Detections | list[Detections]:
+        """Detect objects in one image or a list of images.
+
+        ``images``: a path, bytes, a PIL image or a uint8 numpy array (BGR unless the Predictor was
+        loaded with ``channels="rgb"``), or a list of those (mixed sizes are fine). Thresholds default
+        to the Predictor's. Returns :class:`Detections` (or a list, for a list).
+        """
+        opts = self.options.merged(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        single = is_single_image(images)
+        sources = [images] if single else list(images)
+        if not sources:
+            return []
+        t0 = time.perf_counter()
+        decoded = [load_image(s, self.channels) for s in sources]
+        batches = self._preprocess(decoded)
+        t1 = time.perf_counter()
+        raws = [(idx, batch.shape[2:], self._infer(batch)) for idx, batch in batches]
+        t2 = time.perf_counter()
+        dets: list[np.ndarray | None] = [None] * len(decoded)
+        tensor_hw: list[tuple[int, int]] = [(0, 0)] * len(decoded)
+        for idx, hw, raw in raws:
+            for i, det in zip(idx, self._postprocess(raw, opts)):
+                dets[i] = det
+                tensor_hw[i] = (int(hw[0]), int(hw[1]))
+        n = len(decoded)
+        results = []
+        for i, img in enumerate(decoded):
+            det = dets[i]
+            assert det is not None  # every index belongs to exactly one group
+            source_hw = (int(img.pixels.shape[0]), int(img.pixels.shape[1]))
+            boxes = ops.scale_boxes(det[:, :4], tensor_hw[i], source_hw)
+            results.append(
+                Detections(boxes, det[:, 4], det[:, 5].astype(np.int64), self.names, source_hw, {})
+            )
+        t3 = time.perf_counter()
+        speed = {
+            "preprocess": (t1 - t0) * 1000 / n,
+            "inference": (t2 - t1) * 1000 / n,
+            "postprocess": (t3 - t2) * 1000 / n,
+        }
+        for r in results:
+            object.__setattr__(r, "speed", dict(speed))
+        return results[0] if single else results
+
+    def __call__(self, images: Any, **kwargs: Any) -> Detections | list[Detections]:
+        return self.predict(images, **kwargs)
+
+    async def apredict(self, images: Any, **kwargs: Any) -> Detections | list[Detections]:
+        """``predict`` for asyncio code: runs in the default executor, never blocks the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(self.predict, images, **kwargs))
+
+    def close(self) -> None:
+        """Release the engine. The Predictor cannot be used afterwards."""
+        self.engine.close()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,216 @@
+"""NumPy reference implementations of the pre- and post-processing kernels.
+
+These are the test oracle for the Cython kernels in ``modelserve/_kernels`` and the explicit
+fallback when the extension is not built (or ``MODELSERVE_KERNELS=numpy``). They follow
+Ultralytics' pipeline operation by operation, in the same dtypes, so that their results are
+identical to it: ``LetterBox`` + ``cv2.resize(INTER_LINEAR)`` + ``copyMakeBorder``, and
+``non_max_suppression`` with ``torchvision.ops.nms``.
+
+Inputs are trusted: the public wrappers in :mod:`modelserve.ops` validate them first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "linear_taps",
+    "resize_bilinear",
+    "sort_order",
+    "letterbox_into",
+    "nms",
+    "batched_nms",
+    "yolo_postprocess",
+    "MAX_WH",
+]
+
+#: Ultralytics' per-class box offset for class-aware NMS, in pixels.
+MAX_WH = 7680.0
+
+_COEF_BITS = 11
+_COEF_SCALE = 1 << _COEF_BITS  # OpenCV's INTER_RESIZE_COEF_SCALE
+
+
+def linear_taps(src_size: int, dst_size: int, clamp: bool = True) -> tuple[np.ndarray, ...]:
+    """OpenCV's fixed-point bilinear taps along one axis (``cv::resize``, ``INTER_LINEAR``, 8-bit).
+
+    Returns ``(index0, index1, weight0, weight1)`` per output pixel (int32), weights in 1/2048 units.
+    As in ``resize.cpp``: ``scale = 1 / (dst / src)``; ``f = float((d + 0.5) * scale - 0.5)``;
+    ``s = floor(f)``; each weight is ``saturate_cast<short>(w * 2048)`` of ``1 - f`` and ``f``
+    (rounded separately). Horizontally (``clamp=True``) a tap left of 0 or at/after the last pixel
+    becomes weight ``(2048, 0)`` on the edge pixel; vertically (``clamp=False``) the weights are kept
+    and only the row indices are clipped, which rounds differently at the top and bottom edges.
+    """
+    scale = 1.0 / (dst_size / src_size)
+    d = np.arange(dst_size, dtype=np.float64)
+    f = ((d + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = (f - s.astype(np.float32)).astype(np.float32)
+    if clamp:
+        low = s < 0
+        f[low] = 0
+        s[low] = 0
+        high = s >= src_size - 1
+        f[high] = 0
+        s[high] = src_size - 1
+    w0 = np.rint((np.float32(1) - f) * np.float32(_COEF_SCALE)).astype(np.int32)
+    w1 = np.rint(f * np.float32(_COEF_SCALE)).astype(np.int32)
+    s0 = np.clip(s, 0, src_size - 1).astype(np.int32)
+    s1 = np.clip(s + 1, 0, src_size - 1).astype(np.int32)
+    return s0, s1, w0, w1
+
+
+def resize_bilinear(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an ``HxWxC`` uint8 image exactly as ``cv2.resize(..., INTER_LINEAR)`` (OpenCV 4.x/5.0).
+
+    Fixed point: a horizontal pass into ints scaled by 2048, then the vertical pass
+    ``((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2`` saturated to uint8, which is
+    what both the SIMD (``VResizeLinearVec_32s8u``) and the scalar loops compute.
+    An unchanged size is a copy (LetterBox does not call ``cv2.resize`` then).
+    """
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img.copy()
+    xs0, xs1, xa0, xa1 = linear_taps(w, width, clamp=True)
+    ys0, ys1, yb0, yb1 = linear_taps(h, height, clamp=False)
+    src = img.astype(np.int64)
+    rows = src[:, xs0] * xa0.astype(np.int64)[None, :, None] + src[:, xs1] * xa1.astype(np.int64)[None, :, None]
+    r0 = rows[ys0] >> 4
+    r1 = rows[ys1] >> 4
+    b0 = yb0.astype(np.int64)[:, None, None]
+    b1 = yb1.astype(np.int64)[:, None, None]
+    out = (((b0 * r0) >> 16) + ((b1 * r1) >> 16) + 2) >> 2
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def letterbox_into(
+    image: np.ndarray,
+    out: np.ndarray,
+    resized_wh: tuple[int, int],
+    pad_lt: tuple[int, int],
+    pad_value: int,
+    bgr_to_rgb: bool,
+) -> None:
+    """Resize ``image`` (HxWx3 uint8) to ``resized_wh``, place it at ``pad_lt`` in ``out`` (3xHxW).
+
+    ``out`` is float32, float16 or uint8; floats are divided by 255 after the float32 cast,
+    exactly as Ultralytics does (``tensor.float() / 255``).
+    """
+    rw, rh = resized_wh
+    left, top = pad_lt
+    resized = resize_bilinear(image, rw, rh)
+    if bgr_to_rgb:
+        resized = resized[..., ::-1]
+    chw = resized.transpose(2, 0, 1)
+    if out.dtype == np.uint8:
+        out[...] = pad_value
+        out[:, top : top + rh, left : left + rw] = chw
+        return
+    pad = np.float32(pad_value) / np.float32(255)
+    out[...] = pad
+    out[:, top : top + rh, left : left + rw] = chw.astype(np.float32) / np.float32(255)
+
+
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray, areas: np.ndarray, area: np.float32) -> np.ndarray:
+    """IoU of one box against many, in float32, in torchvision's order of operations."""
+    xx1 = np.maximum(box[0], boxes[:, 0])
+    yy1 = np.maximum(box[1], boxes[:, 1])
+    xx2 = np.minimum(box[2], boxes[:, 2])
+    yy2 = np.minimum(box[3], boxes[:, 3])
+    zero = np.float32(0)
+    w = np.maximum(zero, xx2 - xx1)
+    h = np.maximum(zero, yy2 - yy1)
+    inter = w * h
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return inter / (area + areas - inter)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int = -1) -> np.ndarray:
+    """Greedy NMS with torchvision's semantics; returns kept indices (int64), highest score first.
+
+    ``boxes`` is ``(N, 4)`` float32 xyxy, ``scores`` ``(N,)`` float32. A box is suppressed by a kept
+    box when their IoU is ``> iou_threshold``. Ties in score keep the original order.
+    ``max_keep >= 0`` stops after that many boxes are kept (same prefix as a full run).
+    """
+    n = boxes.shape[0]
+    if n == 0 or max_keep == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    with np.errstate(invalid="ignore", over="ignore"):
+        areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for i in range(n):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        if len(keep) == max_keep:
+            break
+        if i + 1 < n:
+            iou = _iou_one_to_many(b[i], b[i + 1 :], areas[i + 1 :], areas[i])
+            suppressed[i + 1 :] |= iou > iou_threshold
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float, max_keep: int = -1
+) -> np.ndarray:
+    """Class-aware NMS with ``torchvision.ops.batched_nms`` semantics (boxes of different classes never
+    suppress each other); returns kept indices, highest score first."""
+    if boxes.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    # torchvision's coordinate trick: offset every class into its own region.
+    max_coordinate = boxes.max()
+    offsets = class_ids.astype(boxes.dtype) * (max_coordinate + np.asarray(1, dtype=boxes.dtype))
+    return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep)
+
+
+def _xywh2xyxy(x: np.ndarray) -> np.ndarray:
+    y = np.empty_like(x)
+    half = x[:, 2:4] / np.float32(2)
+    y[:, 0:2] = x[:, 0:2] - half
+    y[:, 2:4] = x[:, 0:2] + half
+    return y
+
+
+def yolo_postprocess(
+    raw: np.ndarray,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: np.ndarray | None = None,
+    agnostic: bool = False,
+    max_nms: int = 30000,
+) -> list[np.ndarray]:
+    """Ultralytics' ``non_max_suppression`` for ``[B, 4+nc, N]`` float32 outputs (single label per box).
+
+    Returns one ``(n, 6)`` float32 array per image: ``x1, y1, x2, y2, confidence, class``.
+    """
+    batch, channels, _ = raw.shape
+    nc = channels - 4
+    out: list[np.ndarray] = []
+    for b in range(batch):
+        scores = raw[b, 4:]  # (nc, N)
+        with np.errstate(invalid="ignore"):
+            best = scores.max(axis=0) if nc else np.zeros(raw.shape[2], np.float32)
+            cand = np.flatnonzero(best > conf)
+        if cand.size == 0 or nc == 0:
+            out.append(np.zeros((0, 6), dtype=np.float32))
+            continue
+        cls_scores = scores[:, cand]
+        j = cls_scores.argmax(axis=0)
+        confs = cls_scores[j, np.arange(cand.size)]
+        boxes = _xywh2xyxy(np.ascontiguousarray(raw[b, :4][:, cand].T))
+        det = np.concatenate([boxes, confs[:, None], j[:, None].astype(np.float32)], axis=1).astype(np.float32)
+        if classes is not None:
+            det = det[np.isin(det[:, 5], np.asarray(classes, dtype=np.float32))]
+        if det.shape[0] == 0:
+            out.append(np.zeros((0, 6), dtype=np.float32))
+            continue
+        if det.shape[0] > max_nms:
+            det = det[np.argsort(-det[:, 4], kind="stable")[:max_nms]]
+        offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)
+        keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)
+        out.append(np.ascontiguousarray(det[keep[:max_det]]))
+    return out

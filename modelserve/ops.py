@@ -1,0 +1,277 @@
+"""Pre- and post-processing operations for YOLO-style detectors.
+
+``letterbox`` turns an image into a model input tensor exactly as Ultralytics does;
+``yolo_postprocess`` turns raw ``[B, 4+nc, N]`` outputs into detections exactly as Ultralytics'
+``non_max_suppression`` does; ``nms`` / ``batched_nms`` follow ``torchvision.ops``.
+
+The wrappers here validate and convert their inputs (raising :class:`InvalidInputError`), then call
+the NumPy reference implementation. They never modify their inputs.
+
+Example::
+
+    >>> import numpy as np, modelserve as ms
+    >>> frame = np.zeros((720, 1280, 3), np.uint8)
+    >>> tensor, info = ms.ops.letterbox(frame, (640, 640))
+    >>> tensor.shape, info.resized_wh, info.pad_lt
+    ((3, 640, 640), (640, 360), (0, 140))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from . import _reference
+from ._errors import InvalidInputError
+
+__all__ = [
+    "LetterboxInfo",
+    "letterbox_geometry",
+    "letterbox",
+    "yolo_postprocess",
+    "nms",
+    "batched_nms",
+    "scale_boxes",
+]
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """Where a letterboxed image sits inside its tensor.
+
+    ``source_hw``: the original image's (height, width); ``output_hw``: the tensor's (height, width);
+    ``ratio``: the resize factor; ``resized_wh``: the resized image's (width, height);
+    ``pad_lt``: the (left, top) padding in pixels.
+    """
+
+    source_hw: tuple[int, int]
+    output_hw: tuple[int, int]
+    ratio: float
+    resized_wh: tuple[int, int]
+    pad_lt: tuple[int, int]
+
+
+def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)):
+        pair = (int(value), int(value))
+    else:
+        try:
+            pair = tuple(int(v) for v in value)  # type: ignore[assignment]
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{what} must be an int or (height, width), got {value!r}") from None
+        if len(pair) != 2:
+            raise InvalidInputError(f"{what} must be an int or (height, width), got {value!r}")
+    if pair[0] < 1 or pair[1] < 1:
+        raise InvalidInputError(f"{what} must be positive, got {value!r}")
+    return pair
+
+
+def letterbox_geometry(
+    source_hw: tuple[int, int],
+    new_shape: int | Sequence[int] = (640, 640),
+    *,
+    auto: bool = False,
+    stride: int = 32,
+    scaleup: bool = True,
+) -> LetterboxInfo:
+    """Compute the letterbox layout of an image of ``source_hw`` without touching pixels.
+
+    Follows Ultralytics' ``LetterBox``: ratio ``min(new_h / h, new_w / w)`` (capped at 1 when
+    ``scaleup=False``), resized size rounded half-to-even, padding to ``new_shape`` (or, with
+    ``auto=True``, only up to the next multiple of ``stride``) split around the image.
+    """
+    h, w = int(source_hw[0]), int(source_hw[1])
+    if h < 1 or w < 1:
+        raise InvalidInputError(f"image must have a non-zero size, got height={h}, width={w}")
+    nh, nw = _pair(new_shape, "new_shape")
+    if stride < 1:
+        raise InvalidInputError(f"stride must be >= 1, got {stride}")
+    r = min(nh / h, nw / w)
+    if not scaleup:
+        r = min(r, 1.0)
+    rw, rh = int(round(w * r)), int(round(h * r))
+    # An extreme aspect ratio can round one side to zero pixels; keep at least one.
+    rw, rh = max(rw, 1), max(rh, 1)
+    dw, dh = nw - rw, nh - rh
+    if auto:
+        dw, dh = dw % stride, dh % stride
+    dw2, dh2 = dw / 2, dh / 2
+    top, bottom = int(round(dh2 - 0.1)), int(round(dh2 + 0.1))
+    left, right = int(round(dw2 - 0.1)), int(round(dw2 + 0.1))
+    return LetterboxInfo(
+        source_hw=(h, w),
+        output_hw=(rh + top + bottom, rw + left + right),
+        ratio=r,
+        resized_wh=(rw, rh),
+        pad_lt=(left, top),
+    )
+
+
+_OUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8))
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInputError(f"image must have shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"image must be uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidInputError(f"image must have a non-zero size, got {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def letterbox(
+    image: np.ndarray,
+    new_shape: int | Sequence[int] = (640, 640),
+    *,
+    auto: bool = False,
+    stride: int = 32,
+    scaleup: bool = True,
+    pad_value: int = 114,
+    bgr_to_rgb: bool = True,
+    dtype: type | np.dtype = np.float32,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, LetterboxInfo]:
+    """Letterbox an ``HxWx3`` uint8 image into a ``3 x h x w`` model input tensor.
+
+    The result is bit-identical to Ultralytics' ``LetterBox`` (``cv2.resize`` with ``INTER_LINEAR``,
+    ``copyMakeBorder`` with ``pad_value``), followed by BGR->RGB (when ``bgr_to_rgb``), HWC->CHW and,
+    for float outputs, ``float32 / 255``. ``dtype`` is float32, float16 or uint8 (raw pixels).
+    With ``out`` (C-contiguous ``(3, h, w)`` array of that dtype, e.g. one slot of a batch) the
+    tensor is written there and ``out`` is returned.
+    """
+    image = _check_image(image)
+    info = letterbox_geometry(image.shape[:2], new_shape, auto=auto, stride=stride, scaleup=scaleup)
+    if not 0 <= int(pad_value) <= 255:
+        raise InvalidInputError(f"pad_value must be in 0..255, got {pad_value}")
+    oh, ow = info.output_hw
+    if out is None:
+        dt = np.dtype(dtype)
+        if dt not in _OUT_DTYPES:
+            raise InvalidInputError(f"dtype must be float32, float16 or uint8, got {dt}")
+        out = np.empty((3, oh, ow), dtype=dt)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype not in _OUT_DTYPES:
+            raise InvalidInputError("out must be a float32, float16 or uint8 numpy array")
+        if out.shape != (3, oh, ow):
+            raise InvalidInputError(f"out must have shape {(3, oh, ow)}, got {out.shape}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise InvalidInputError("out must be C-contiguous and writeable")
+    _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, int(pad_value), bool(bgr_to_rgb))
+    return out, info
+
+
+def _check_unit(value: float, what: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise InvalidInputError(f"{what} must be finite, got {value!r}")
+    return v
+
+
+def _check_classes(classes: Sequence[int] | None) -> np.ndarray | None:
+    if classes is None:
+        return None
+    try:
+        arr = np.asarray(list(classes) if not isinstance(classes, (int, np.integer)) else [classes])
+    except TypeError:
+        raise InvalidInputError(f"classes must be a sequence of ints, got {classes!r}") from None
+    if arr.size and (arr.dtype.kind not in "iu"):
+        raise InvalidInputError(f"classes must be a sequence of ints, got {classes!r}")
+    return arr.astype(np.int64)
+
+
+def yolo_postprocess(
+    raw: np.ndarray,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    max_nms: int = 30000,
+) -> list[np.ndarray]:
+    """Decode raw YOLO outputs and run class-aware NMS, like Ultralytics' ``non_max_suppression``.
+
+    ``raw``: ``[B, 4+nc, N]`` (cx, cy, w, h, then one score per class; no objectness). A box is a
+    candidate when its best class score is ``> conf``; a kept box suppresses another of the same class
+    (any class with ``agnostic``) when their IoU is ``> iou``. At most ``max_nms`` candidates (highest
+    first) enter NMS and ``max_det`` detections are kept per image. Returns one ``(n, 6)`` float32
+    array per image, ``[x1, y1, x2, y2, confidence, class]``, highest confidence first.
+    """
+    if not isinstance(raw, np.ndarray):
+        raise InvalidInputError(f"raw must be a numpy array, got {type(raw).__name__}")
+    if raw.ndim != 3 or raw.shape[1] < 5:
+        raise InvalidInputError(f"raw must have shape (B, 4+nc, N) with nc >= 1, got {raw.shape}")
+    if raw.dtype.kind != "f":
+        raise InvalidInputError(f"raw must be a float array, got {raw.dtype}")
+    raw = np.ascontiguousarray(raw, dtype=np.float32)
+    conf = _check_unit(conf, "conf")
+    iou = _check_unit(iou, "iou")
+    if int(max_det) < 0 or int(max_nms) < 0:
+        raise InvalidInputError(f"max_det and max_nms must be >= 0, got {max_det}, {max_nms}")
+    return _reference.yolo_postprocess(
+        raw, conf, iou, int(max_det), _check_classes(classes), bool(agnostic), int(max_nms)
+    )
+
+
+def _check_boxes_scores(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.asarray(boxes)
+    scores = np.asarray(scores)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise InvalidInputError(f"boxes must be a 2D array with shape (N, 4), got {boxes.shape}")
+    if scores.shape != (boxes.shape[0],):
+        raise InvalidInputError(f"scores must have shape ({boxes.shape[0]},), got {scores.shape}")
+    if boxes.dtype.kind not in "fiu" or scores.dtype.kind not in "fiu":
+        raise InvalidInputError(f"boxes and scores must be numeric, got {boxes.dtype} and {scores.dtype}")
+    return np.ascontiguousarray(boxes, np.float32), np.ascontiguousarray(scores, np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Non-maximum suppression with ``torchvision.ops.nms`` semantics.
+
+    ``boxes``: ``(N, 4)`` x1, y1, x2, y2; ``scores``: ``(N,)``. Boxes are visited by descending score
+    (ties keep input order); a box is dropped when its IoU with a kept box is ``> iou_threshold``.
+    Returns the kept indices (int64) by descending score.
+    """
+    boxes, scores = _check_boxes_scores(boxes, scores)
+    return _reference.nms(boxes, scores, _check_unit(iou_threshold, "iou_threshold"))
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Per-class NMS with ``torchvision.ops.batched_nms`` semantics: boxes of different classes never
+    suppress each other. Returns kept indices (int64) by descending score."""
+    boxes, scores = _check_boxes_scores(boxes, scores)
+    class_ids = np.asarray(class_ids)
+    if class_ids.shape != (boxes.shape[0],) or class_ids.dtype.kind not in "iu":
+        raise InvalidInputError(
+            f"class_ids must be an integer array with shape ({boxes.shape[0]},), got {class_ids.dtype} {class_ids.shape}"
+        )
+    return _reference.batched_nms(boxes, scores, class_ids, _check_unit(iou_threshold, "iou_threshold"))
+
+
+def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
+    """Map ``(n, 4)`` xyxy boxes from letterboxed-tensor pixels back to source-image pixels, clipped.
+
+    Same arithmetic as Ultralytics' ``scale_boxes`` (per-axis gain and padding derived from the two
+    shapes, float32). Returns a new float32 array.
+    """
+    th, tw = tensor_hw
+    sh, sw = source_hw
+    gain = min(th / sh, tw / sw)
+    new_h, new_w = max(round(sh * gain), 1), max(round(sw * gain), 1)  # as LetterBox rounded them
+    gain_y, gain_x = np.float32(new_h / sh), np.float32(new_w / sw)
+    pad_x = np.float32(round((tw - new_w) / 2 - 0.1))
+    pad_y = np.float32(round((th - new_h) / 2 - 0.1))
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    out[:, 0] = ((out[:, 0] - pad_x) / gain_x).clip(0, sw)
+    out[:, 1] = ((out[:, 1] - pad_y) / gain_y).clip(0, sh)
+    out[:, 2] = ((out[:, 2] - pad_x) / gain_x).clip(0, sw)
+    out[:, 3] = ((out[:, 3] - pad_y) / gain_y).clip(0, sh)
+    return out

@@ -1,0 +1,83 @@
+"""Build script: the package, the engines subpackage and the Cython kernels."""
+
+import glob
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _read_version() -> str:
+    with open(os.path.join(HERE, "modelserve", "_version.py"), encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("__version__"):
+                return line.split("=")[1].strip().strip("\"'")
+    raise RuntimeError("modelserve/_version.py has no __version__")
+
+
+def _extensions() -> list:
+    # Every modelserve/_kernels/*.pyx is one extension module of the same name.
+    sources = sorted(glob.glob(os.path.join("modelserve", "_kernels", "*.pyx")))
+    exts = [
+        Extension(
+            "modelserve._kernels." + os.path.splitext(os.path.basename(src))[0],
+            [src],
+            include_dirs=[np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=["-O3", "-fno-strict-aliasing"],
+        )
+        for src in sources
+    ]
+    return cythonize(
+        exts,
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as fh:
+    LONG_DESCRIPTION = fh.read()
+
+setup(
+    name="modelserve",
+    version=_read_version(),
+    description="Embeddable, thread-safe inference for YOLO-style detectors on ONNX Runtime, TensorRT and OpenVINO",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["modelserve", "modelserve._kernels", "modelserve.engines"],
+    package_dir={"modelserve.engines": "engines"},
+    package_data={"modelserve._kernels": ["*.pxd", "*.pyx"], "modelserve": ["py.typed"]},
+    ext_modules=_extensions(),
+    install_requires=["numpy>=1.24", "Pillow>=9.1"],
+    extras_require={
+        "onnxruntime": ["onnxruntime>=1.16"],
+        "onnxruntime-gpu": ["onnxruntime-gpu>=1.16"],
+        "openvino": ["openvino>=2024.0"],
+        "tensorrt": ["tensorrt>=10.0", "pycuda>=2022.1"],
+        "dev": [
+            "onnxruntime>=1.16",
+            "pytest>=7",
+            "hypothesis>=6",
+            "onnx>=1.14",
+            "opencv-python-headless>=4.8",
+            "nudenet==3.4.2",
+            "scikit-image>=0.21",
+        ],
+    },
+    entry_points={
+        "modelserve.engines": [
+            "onnxruntime = modelserve.engines._onnxruntime:OnnxRuntimeEngine",
+        ],
+        "console_scripts": ["modelserve = modelserve.__main__:main"],
+    },
+    zip_safe=False,
+)

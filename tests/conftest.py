@@ -1,0 +1,63 @@
+"""Shared fixtures: the real detector, its fixed-shape variant, real photos."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import assets  # noqa: E402
+
+
+def _need(fn, *args):
+    try:
+        return fn(*args)
+    except assets.AssetUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def detector_path() -> Path:
+    return _need(assets.detector_path)
+
+
+@pytest.fixture(scope="session")
+def fixed_detector_path() -> Path:
+    return _need(assets.fixed_detector_path)
+
+
+@pytest.fixture(scope="session")
+def photo():
+    """``photo(name)`` -> path of a real photo (skimage data or Ultralytics' bus/zidane)."""
+    return lambda name: _need(assets.photo, name)
+
+
+@pytest.fixture(scope="session")
+def bgr():
+    """``bgr(name)`` -> the photo decoded by modelserve, as an OpenCV-style BGR uint8 array."""
+    from modelserve._images import load_image
+
+    def load(name: str) -> np.ndarray:
+        img = load_image(str(_need(assets.photo, name)))
+        return np.ascontiguousarray(img.pixels[..., ::-1])
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def predictor(detector_path):
+    import modelserve as ms
+
+    with ms.load(detector_path) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def fixed_predictor(fixed_detector_path):
+    import modelserve as ms
+
+    with ms.load(fixed_detector_path) as p:
+        yield p
