@@ -104,11 +104,9 @@ def load_image(source: Any, channels: str = "bgr") -> Image:
         if not data:
             raise InvalidInputError("cannot decode image bytes: got 0 bytes")
         return _open(io.BytesIO(data), f"image bytes ({len(data)} bytes)")
-    try:
-        from PIL import Image as PILImage
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        PILImage = None
-    if PILImage is not None and isinstance(source, PILImage.Image):
+    from PIL import Image as PILImage
+
+    if isinstance(source, PILImage.Image):
         if source.width == 0 or source.height == 0:
             raise InvalidInputError(f"image must have a non-zero size, got {source.size}")
         return _decode_pil(source.copy(), "PIL image")

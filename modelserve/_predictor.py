@@ -36,7 +36,7 @@ class PredictOptions:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
-    classes: tuple[int, ...] | None = None
+    classes: Sequence[int] | None = None
     agnostic: bool = False
 
     def __post_init__(self) -> None:
@@ -179,6 +179,12 @@ class Predictor:
             mask &= np.isin(pred[:, 5], np.asarray(opts.classes, dtype=np.float32))
         return np.ascontiguousarray(pred[np.flatnonzero(mask)[: opts.max_det], :6])
 
+    def _to_detections(self, det: np.ndarray, tensor_hw: tuple[int, int], image: Image) -> Detections:
+        """Rows ``[x1, y1, x2, y2, conf, class]`` in tensor pixels -> Detections in image pixels."""
+        source_hw = (int(image.pixels.shape[0]), int(image.pixels.shape[1]))
+        boxes = ops.scale_boxes(det[:, :4], tensor_hw, source_hw)
+        return Detections(boxes, det[:, 4], det[:, 5].astype(np.int64), self.names, source_hw, {})
+
     def predict(
         self,
         images: Any,
@@ -206,22 +212,12 @@ class Predictor:
         t1 = time.perf_counter()
         raws = [(idx, batch.shape[2:], self._infer(batch)) for idx, batch in batches]
         t2 = time.perf_counter()
-        dets: list[np.ndarray | None] = [None] * len(decoded)
-        tensor_hw: list[tuple[int, int]] = [(0, 0)] * len(decoded)
+        by_index: dict[int, Detections] = {}
         for idx, hw, raw in raws:
             for i, det in zip(idx, self._postprocess(raw, opts)):
-                dets[i] = det
-                tensor_hw[i] = (int(hw[0]), int(hw[1]))
+                by_index[i] = self._to_detections(det, (int(hw[0]), int(hw[1])), decoded[i])
+        results = [by_index[i] for i in range(len(decoded))]
         n = len(decoded)
-        results = []
-        for i, img in enumerate(decoded):
-            det = dets[i]
-            assert det is not None  # every index belongs to exactly one group
-            source_hw = (int(img.pixels.shape[0]), int(img.pixels.shape[1]))
-            boxes = ops.scale_boxes(det[:, :4], tensor_hw[i], source_hw)
-            results.append(
-                Detections(boxes, det[:, 4], det[:, 5].astype(np.int64), self.names, source_hw, {})
-            )
         t3 = time.perf_counter()
         speed = {
             "preprocess": (t1 - t0) * 1000 / n,

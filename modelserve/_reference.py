@@ -111,34 +111,52 @@ def letterbox_into(
     out[:, top : top + rh, left : left + rw] = chw.astype(np.float32) / np.float32(255)
 
 
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray, areas: np.ndarray, area: np.float32) -> np.ndarray:
-    """IoU of one box against many, in float32, in torchvision's order of operations."""
-    xx1 = np.maximum(box[0], boxes[:, 0])
-    yy1 = np.maximum(box[1], boxes[:, 1])
-    xx2 = np.minimum(box[2], boxes[:, 2])
-    yy2 = np.minimum(box[3], boxes[:, 3])
-    zero = np.float32(0)
-    w = np.maximum(zero, xx2 - xx1)
-    h = np.maximum(zero, yy2 - yy1)
-    inter = w * h
+def sort_order(scores: np.ndarray) -> np.ndarray:
+    """Indices that sort ``scores`` (float32) like ``torch.sort(stable=True, descending=True)``:
+    descending, ties in input order, ``-0.0 == 0.0``, every NaN first (NaN counts as the largest)."""
+    s = np.where(scores == 0, np.float32(0), scores).astype(np.float32)  # -0.0 -> +0.0
+    u = s.view(np.uint32).astype(np.uint64)
+    neg = (u & 0x80000000) != 0
+    asc = np.where(neg, (~u) & 0xFFFFFFFF, u | 0x80000000)  # ascending float order
+    key = (~asc) & 0xFFFFFFFF  # descending
+    key[np.isnan(s)] = 0
+    return np.argsort(key, kind="stable")
+
+
+def _iou_kept_vs_many(box: np.ndarray, area: np.float32, boxes: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """IoU of one kept box against later boxes, float32, exactly as torchvision's CPU kernel
+    (``std::max``/``std::min`` on scalars: ``max(a, b) = a < b ? b : a``, ``min(a, b) = b < a ? b : a``,
+    so a NaN coordinate of the later box loses and one of the kept box wins)."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        xx1 = np.where(box[0] < boxes[:, 0], boxes[:, 0], box[0])
+        yy1 = np.where(box[1] < boxes[:, 1], boxes[:, 1], box[1])
+        xx2 = np.where(boxes[:, 2] < box[2], boxes[:, 2], box[2])
+        yy2 = np.where(boxes[:, 3] < box[3], boxes[:, 3], box[3])
+        zero = np.float32(0)
+        dw = xx2 - xx1
+        dh = yy2 - yy1
+        w = np.where(zero < dw, dw, zero)
+        h = np.where(zero < dh, dh, zero)
+        inter = w * h
         return inter / (area + areas - inter)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int = -1) -> np.ndarray:
     """Greedy NMS with torchvision's semantics; returns kept indices (int64), highest score first.
 
-    ``boxes`` is ``(N, 4)`` float32 xyxy, ``scores`` ``(N,)`` float32. A box is suppressed by a kept
-    box when their IoU is ``> iou_threshold``. Ties in score keep the original order.
+    ``boxes`` is ``(N, 4)`` float32 xyxy, ``scores`` ``(N,)`` float32. Boxes are visited in
+    :func:`sort_order`; a box is suppressed by a kept box when their float32 IoU, compared as a
+    double, is ``> iou_threshold`` (NaN never suppresses).
     ``max_keep >= 0`` stops after that many boxes are kept (same prefix as a full run).
     """
     n = boxes.shape[0]
     if n == 0 or max_keep == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")
+    order = sort_order(scores)
     b = boxes[order]
     with np.errstate(invalid="ignore", over="ignore"):
         areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    thr = float(iou_threshold)
     suppressed = np.zeros(n, dtype=bool)
     keep = []
     for i in range(n):
@@ -148,22 +166,36 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
         if len(keep) == max_keep:
             break
         if i + 1 < n:
-            iou = _iou_one_to_many(b[i], b[i + 1 :], areas[i + 1 :], areas[i])
-            suppressed[i + 1 :] |= iou > iou_threshold
+            iou = _iou_kept_vs_many(b[i], areas[i], b[i + 1 :], areas[i + 1 :])
+            suppressed[i + 1 :] |= iou.astype(np.float64) > thr
     return np.asarray(keep, dtype=np.int64)
+
+
+#: ``torchvision.ops.batched_nms`` on CPU runs one NMS per class above this many boxes, and the
+#: coordinate trick (offsetting each class) at or below it.
+BATCHED_NMS_VANILLA_ABOVE = 1000
 
 
 def batched_nms(
     boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float, max_keep: int = -1
 ) -> np.ndarray:
-    """Class-aware NMS with ``torchvision.ops.batched_nms`` semantics (boxes of different classes never
-    suppress each other); returns kept indices, highest score first."""
-    if boxes.shape[0] == 0:
+    """Class-aware NMS with ``torchvision.ops.batched_nms`` semantics (CPU, torchvision 0.2x):
+    up to 1000 boxes, the coordinate trick (``boxes + class * (boxes.max() + 1)`` in float32, then
+    one NMS); above, one NMS per class on the raw boxes, merged by descending score."""
+    n = boxes.shape[0]
+    if n == 0:
         return np.zeros(0, dtype=np.int64)
-    # torchvision's coordinate trick: offset every class into its own region.
-    max_coordinate = boxes.max()
-    offsets = class_ids.astype(boxes.dtype) * (max_coordinate + np.asarray(1, dtype=boxes.dtype))
-    return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep)
+    if n <= BATCHED_NMS_VANILLA_ABOVE:
+        max_coordinate = boxes.max()
+        offsets = class_ids.astype(np.float32) * (max_coordinate + np.float32(1))
+        return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep)
+    keep_mask = np.zeros(n, dtype=bool)
+    for c in np.unique(class_ids):
+        idx = np.flatnonzero(class_ids == c)
+        keep_mask[idx[nms(boxes[idx], scores[idx], iou_threshold)]] = True
+    kept = np.flatnonzero(keep_mask)
+    kept = kept[sort_order(scores[kept])]
+    return kept if max_keep < 0 else kept[:max_keep]
 
 
 def _xywh2xyxy(x: np.ndarray) -> np.ndarray:
@@ -194,7 +226,7 @@ def yolo_postprocess(
         scores = raw[b, 4:]  # (nc, N)
         with np.errstate(invalid="ignore"):
             best = scores.max(axis=0) if nc else np.zeros(raw.shape[2], np.float32)
-            cand = np.flatnonzero(best > conf)
+            cand = np.flatnonzero(best > np.float32(conf))  # torch compares in float32
         if cand.size == 0 or nc == 0:
             out.append(np.zeros((0, 6), dtype=np.float32))
             continue
@@ -209,8 +241,8 @@ def yolo_postprocess(
             out.append(np.zeros((0, 6), dtype=np.float32))
             continue
         if det.shape[0] > max_nms:
-            det = det[np.argsort(-det[:, 4], kind="stable")[:max_nms]]
-        offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)
+            det = det[sort_order(det[:, 4])[:max_nms]]
+        offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)  # float32, as Ultralytics
         keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)
         out.append(np.ascontiguousarray(det[keep[:max_det]]))
     return out

@@ -5,7 +5,11 @@
 ``non_max_suppression`` does; ``nms`` / ``batched_nms`` follow ``torchvision.ops``.
 
 The wrappers here validate and convert their inputs (raising :class:`InvalidInputError`), then call
-the NumPy reference implementation. They never modify their inputs.
+the compiled Cython kernels (``modelserve/_kernels``), which release the GIL. When the extension is
+not built, or the environment variable ``MODELSERVE_KERNELS=numpy`` is set (read at every call), the
+NumPy reference implementation in ``modelserve._reference`` runs instead and a ``RuntimeWarning`` is
+issued once per process; :func:`backend` says which one is active. Both give identical results.
+The wrappers never modify their inputs.
 
 Example::
 
@@ -18,6 +22,9 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,6 +32,15 @@ import numpy as np
 
 from . import _reference
 from ._errors import InvalidInputError
+
+try:
+    from ._kernels import _letterbox as _k_letterbox
+    from ._kernels import _nms as _k_nms
+except ImportError as _exc:  # extension not built
+    _k_letterbox = _k_nms = None
+    _KERNELS_IMPORT_ERROR: str | None = str(_exc)
+else:
+    _KERNELS_IMPORT_ERROR = None
 
 __all__ = [
     "LetterboxInfo",
@@ -34,7 +50,40 @@ __all__ = [
     "nms",
     "batched_nms",
     "scale_boxes",
+    "backend",
 ]
+
+#: Environment variable that, set to ``numpy``, forces the NumPy reference (read at call time).
+KERNELS_ENV = "MODELSERVE_KERNELS"
+_warned_fallback = False
+
+
+def backend() -> str:
+    """The implementation the functions of this module use right now: ``"cython"`` or ``"numpy"``."""
+    if _k_nms is None or os.environ.get(KERNELS_ENV, "").strip().lower() == "numpy":
+        return "numpy"
+    return "cython"
+
+
+def _use_kernels() -> bool:
+    global _warned_fallback
+    if backend() == "cython":
+        return True
+    if not _warned_fallback:
+        _warned_fallback = True
+        if _k_nms is None:
+            why = (
+                f"the compiled kernels are not available ({_KERNELS_IMPORT_ERROR}); build them with "
+                "`python setup.py build_ext --inplace` or `pip install .`"
+            )
+        else:
+            why = f"{KERNELS_ENV}=numpy is set"
+        warnings.warn(
+            f"modelserve.ops is using the slow NumPy reference implementation: {why}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return False
 
 
 @dataclass(frozen=True)
@@ -161,8 +210,44 @@ def letterbox(
             raise InvalidInputError(f"out must have shape {(3, oh, ow)}, got {out.shape}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidInputError("out must be C-contiguous and writeable")
-    _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, int(pad_value), bool(bgr_to_rgb))
+    rw, rh = info.resized_wh
+    left, top = info.pad_lt
+    if not _use_kernels():
+        _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, int(pad_value), bool(bgr_to_rgb))
+        return out, info
+    if (image.shape[0], image.shape[1]) == (rh, rw):
+        xt = yt = _NO_TAPS
+    else:
+        xt = _taps(image.shape[1], rw, True)
+        yt = _taps(image.shape[0], rh, False)
+    rc = _k_letterbox.letterbox_into(
+        image, out, rw, rh, left, top, *xt, *yt, _LUTS[out.dtype.char], int(pad_value), bool(bgr_to_rgb)
+    )
+    if rc != 0:
+        raise MemoryError("letterbox: could not allocate two row buffers")
     return out, info
+
+
+#: uint8 -> output element, as Ultralytics computes it: float32(v) / 255 (true division; the
+#: float16 table equals torch's ``uint8.half().div_(255)``).
+_LUTS = {
+    "f": np.arange(256, dtype=np.float32) / np.float32(255),
+    "e": (np.arange(256, dtype=np.float64) / 255).astype(np.float16),
+    "B": np.arange(256, dtype=np.uint8),
+}
+_NO_TAPS = tuple(np.zeros(1, np.int32) for _ in range(4))
+
+
+@functools.lru_cache(maxsize=64)
+def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, ...]:
+    """Resize tap tables for one axis and geometry (cached): offsets (x: times 3 channels), weights."""
+    s0, s1, w0, w1 = _reference.linear_taps(src, dst, clamp)
+    if clamp:
+        s0, s1 = s0 * 3, s1 * 3
+    tables = tuple(np.ascontiguousarray(t, dtype=np.int32) for t in (s0, s1, w0, w1))
+    for t in tables:
+        t.flags.writeable = False
+    return tables
 
 
 def _check_unit(value: float, what: str) -> float:
@@ -216,9 +301,27 @@ def yolo_postprocess(
     iou = _check_unit(iou, "iou")
     if int(max_det) < 0 or int(max_nms) < 0:
         raise InvalidInputError(f"max_det and max_nms must be >= 0, got {max_det}, {max_nms}")
-    return _reference.yolo_postprocess(
-        raw, conf, iou, int(max_det), _check_classes(classes), bool(agnostic), int(max_nms)
+    max_det, max_nms = int(max_det), int(max_nms)
+    class_arr = _check_classes(classes)
+    if not _use_kernels():
+        return _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, bool(agnostic), max_nms)
+    batch, channels, n = raw.shape
+    nc = channels - 4
+    if class_arr is None:
+        allowed = np.ones(nc, dtype=np.uint8)
+    else:
+        allowed = np.zeros(nc, dtype=np.uint8)
+        valid = class_arr[(class_arr >= 0) & (class_arr < nc)]
+        allowed[valid] = 1
+    rows = max(1, min(max_det, n))
+    det = np.empty((batch, rows, 6), dtype=np.float32)
+    counts = np.zeros(batch, dtype=np.int64)
+    rc = _k_nms.yolo_postprocess(
+        raw, conf, iou, max_det, allowed, bool(agnostic), max_nms, _reference.MAX_WH, det, counts
     )
+    if rc != 0:
+        raise MemoryError("yolo_postprocess: out of memory")
+    return [det[b, : counts[b]].copy() for b in range(batch)]
 
 
 def _check_boxes_scores(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +344,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     Returns the kept indices (int64) by descending score.
     """
     boxes, scores = _check_boxes_scores(boxes, scores)
-    return _reference.nms(boxes, scores, _check_unit(iou_threshold, "iou_threshold"))
+    thr = _check_threshold(iou_threshold)
+    if not _use_kernels():
+        return _reference.nms(boxes, scores, thr)
+    n = boxes.shape[0]
+    keep = np.empty(max(n, 1), dtype=np.int64)
+    count = _k_nms.nms(boxes, scores, thr, n, keep)
+    if count < 0:
+        raise MemoryError("nms: out of memory")
+    return keep[:count].copy()
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -253,7 +364,41 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, io
         raise InvalidInputError(
             f"class_ids must be an integer array with shape ({boxes.shape[0]},), got {class_ids.dtype} {class_ids.shape}"
         )
-    return _reference.batched_nms(boxes, scores, class_ids, _check_unit(iou_threshold, "iou_threshold"))
+    thr = _check_threshold(iou_threshold)
+    if not _use_kernels():
+        return _reference.batched_nms(boxes, scores, class_ids, thr)
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(class_ids.min()), int(class_ids.max())
+    if hi - lo < 4 * n + 1024:  # dense ids by offset: increasing, no sort needed
+        dense = (class_ids - lo).astype(np.int32)
+        ncls = hi - lo + 1
+    else:
+        uniq, inverse = np.unique(class_ids, return_inverse=True)
+        dense = inverse.astype(np.int32).reshape(-1)
+        ncls = uniq.size
+    use_offsets = n <= _reference.BATCHED_NMS_VANILLA_ABOVE
+    if use_offsets:  # torchvision's coordinate trick, in float32 exactly as it computes it
+        with np.errstate(invalid="ignore", over="ignore"):
+            offsets = class_ids.astype(np.float32) * (boxes.max() + np.float32(1))
+    else:
+        offsets = _ONE_ZERO
+    keep = np.empty(n, dtype=np.int64)
+    count = _k_nms.batched_nms(boxes, scores, offsets, dense, ncls, use_offsets, thr, n, keep)
+    if count < 0:
+        raise MemoryError("batched_nms: out of memory")
+    return keep[:count].copy()
+
+
+_ONE_ZERO = np.zeros(1, dtype=np.float32)
+
+
+def _check_threshold(value: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"iou_threshold must be a number, got {value!r}") from None
 
 
 def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
