@@ -7,6 +7,7 @@
 """
 
 from . import ops
+from ._batcher import Batching, BatcherStats, MicroBatcher
 from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec
 from ._errors import (
@@ -30,6 +31,9 @@ from ._version import __version__
 
 __all__ = [
     "load",
+    "MicroBatcher",
+    "Batching",
+    "BatcherStats",
     "Predictor",
     "PredictOptions",
     "Detections",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
+from ._batcher import Batching
 from ._engine import Engine
 from ._engines_registry import open_engine
 from ._errors import InvalidInputError, ModelLoadError
@@ -28,6 +29,7 @@ def load(
     names: Mapping[int, str] | Sequence[str] | None = None,
     channels: str = "bgr",
     engine_options: Mapping[str, Any] | None = None,
+    batching: Batching | bool | None = None,
 ) -> Predictor:
     """Load a detector and return a thread-safe :class:`Predictor`.
 
@@ -40,6 +42,8 @@ def load(
     with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
     ``channels``: channel order of numpy inputs, ``"bgr"`` (OpenCV) or ``"rgb"``.
     ``engine_options``: passed to the engine (e.g. ``{"intra_op_threads": 2}`` for ONNX Runtime).
+    ``batching``: ``True`` or a :class:`Batching` to let concurrent ``predict``/``apredict`` calls
+    share engine batches through a :class:`MicroBatcher` (``None``/``False``: each call runs alone).
 
     Example::
 
@@ -48,6 +52,12 @@ def load(
         r.xyxy, r.confidence, r.class_id, r.class_names
     """
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+    if batching is True:
+        batching = Batching()
+    elif batching is False:
+        batching = None
+    elif batching is not None and not isinstance(batching, Batching):
+        raise InvalidInputError(f"batching must be True, False, None or a Batching, got {batching!r}")
     if isinstance(source, Engine):
         eng = source
     else:
@@ -63,7 +73,7 @@ def load(
         if out_spec is not None and len(out_spec.shape) == 3 and out_spec.shape[1] is not None:
             nc = out_spec.shape[1] - 4
         info = parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
-        return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels)
+        return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching)
     except BaseException:
         if not isinstance(source, Engine):
             eng.close()

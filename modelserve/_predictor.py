@@ -9,6 +9,7 @@ the boxes back to original-image pixels.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import ops
+from ._batcher import Batching, MicroBatcher
 from ._detections import Detections
 from ._engine import Engine
 from ._errors import InvalidInputError, ModelLoadError
@@ -68,6 +70,19 @@ class PredictOptions:
         return PredictOptions(**base)
 
 
+def _with_speed(results: list[Detections], t0: float, t1: float, t2: float, t3: float) -> list[Detections]:
+    """Attach per-image stage times in ms (each stage's time divided by the number of images)."""
+    n = len(results)
+    speed = {"preprocess": (t1 - t0) * 1000 / n, "inference": (t2 - t1) * 1000 / n, "postprocess": (t3 - t2) * 1000 / n}
+    for r in results:
+        object.__setattr__(r, "speed", dict(speed))
+    return results
+
+
+def _shape_key(tensor: np.ndarray) -> tuple[int, ...]:
+    return tuple(tensor.shape)
+
+
 def _round_up(value: int, stride: int) -> int:
     return max(int(math.ceil(value / stride) * stride), stride)
 
@@ -86,6 +101,7 @@ class Predictor:
         imgsz: int | Sequence[int] | None = None,
         options: PredictOptions | None = None,
         channels: str = "bgr",
+        batching: Batching | None = None,
     ) -> None:
         if channels not in ("bgr", "rgb"):
             raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
@@ -113,6 +129,9 @@ class Predictor:
             self.dynamic = True
             size = ops._pair(imgsz, "imgsz") if imgsz is not None else (info.imgsz or (_DEFAULT_IMGSZ, _DEFAULT_IMGSZ))
             self.imgsz = (_round_up(size[0], stride), _round_up(size[1], stride))
+        self._batcher: MicroBatcher | None = None
+        if batching is not None:
+            self._batcher = MicroBatcher(self._run_tensors, group_key=_shape_key, **dataclasses.asdict(batching))
 
     # -- properties -----------------------------------------------------------------------------
     @property
@@ -200,12 +219,22 @@ class Predictor:
         ``images``: a path, bytes, a PIL image or a uint8 numpy array (BGR unless the Predictor was
         loaded with ``channels="rgb"``), or a list of those (mixed sizes are fine). Thresholds default
         to the Predictor's. Returns :class:`Detections` (or a list, for a list).
+
+        With batching on, each image is preprocessed in the calling thread and joins the shared
+        micro-batcher, so concurrent callers share engine batches; results are the same either way.
         """
         opts = self.options.merged(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
         single = is_single_image(images)
         sources = [images] if single else list(images)
         if not sources:
             return []
+        if self._batcher is not None:
+            results = self._predict_batched(self._batcher, sources, opts)
+        else:
+            results = self._predict_direct(sources, opts)
+        return results[0] if single else results
+
+    def _predict_direct(self, sources: list[Any], opts: PredictOptions) -> list[Detections]:
         t0 = time.perf_counter()
         decoded = [load_image(s, self.channels) for s in sources]
         batches = self._preprocess(decoded)
@@ -217,27 +246,91 @@ class Predictor:
             for i, det in zip(idx, self._postprocess(raw, opts)):
                 by_index[i] = self._to_detections(det, (int(hw[0]), int(hw[1])), decoded[i])
         results = [by_index[i] for i in range(len(decoded))]
-        n = len(decoded)
-        t3 = time.perf_counter()
-        speed = {
-            "preprocess": (t1 - t0) * 1000 / n,
-            "inference": (t2 - t1) * 1000 / n,
-            "postprocess": (t3 - t2) * 1000 / n,
-        }
-        for r in results:
-            object.__setattr__(r, "speed", dict(speed))
-        return results[0] if single else results
+        return _with_speed(results, t0, t1, t2, time.perf_counter())
+
+    # -- batched path ---------------------------------------------------------------------------
+    def _prepare(self, source: Any) -> tuple[Image, np.ndarray]:
+        """Decode and letterbox one image into its own ``(3, h, w)`` tensor (caller's thread)."""
+        img = load_image(source, self.channels)
+        h, w = self._layout(img).output_hw
+        tensor = np.empty((3, h, w), dtype=self._input.dtype)
+        ops.letterbox(img.pixels, self.imgsz, auto=self.dynamic, stride=self.info.stride, bgr_to_rgb=img.bgr, out=tensor)
+        return img, tensor
+
+    def _run_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        """The batcher's function: same-shaped tensors in, one raw output row each out."""
+        return list(self._infer(np.stack(tensors)))
+
+    def _finish(self, image: Image, tensor: np.ndarray, raw: np.ndarray, opts: PredictOptions) -> Detections:
+        det = self._postprocess(raw[None], opts)[0]
+        return self._to_detections(det, (int(tensor.shape[1]), int(tensor.shape[2])), image)
+
+    def _predict_batched(self, batcher: MicroBatcher, sources: list[Any], opts: PredictOptions) -> list[Detections]:
+        t0 = time.perf_counter()
+        prepared = [self._prepare(s) for s in sources]
+        t1 = time.perf_counter()
+        futures = []
+        try:
+            for _, tensor in prepared:
+                futures.append(batcher.submit(tensor))
+            raws = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        t2 = time.perf_counter()
+        results = [self._finish(img, tensor, raw, opts) for (img, tensor), raw in zip(prepared, raws)]
+        return _with_speed(results, t0, t1, t2, time.perf_counter())
 
     def __call__(self, images: Any, **kwargs: Any) -> Detections | list[Detections]:
         return self.predict(images, **kwargs)
 
-    async def apredict(self, images: Any, **kwargs: Any) -> Detections | list[Detections]:
-        """``predict`` for asyncio code: runs in the default executor, never blocks the event loop."""
+    async def apredict(
+        self,
+        images: Any,
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        classes: Sequence[int] | None = None,
+        agnostic: bool | None = None,
+    ) -> Detections | list[Detections]:
+        """``predict`` for asyncio code; never blocks the event loop.
+
+        Without batching the whole call runs in the loop's default executor. With batching, decoding
+        and letterboxing run in the executor and each image awaits the shared micro-batcher, so
+        hundreds of concurrent coroutines form engine batches together.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.predict, images, **kwargs))
+        kwargs = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        batcher = self._batcher
+        if batcher is None:
+            return await loop.run_in_executor(None, functools.partial(self.predict, images, **kwargs))
+        opts = self.options.merged(**kwargs)
+        single = is_single_image(images)
+        sources = [images] if single else list(images)
+        results = await asyncio.gather(*(self._apredict_one(batcher, s, opts) for s in sources))
+        return results[0] if single else list(results)
+
+    async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions) -> Detections:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        img, tensor = await loop.run_in_executor(None, self._prepare, source)
+        t1 = time.perf_counter()
+        raw = await batcher.acall(tensor)
+        t2 = time.perf_counter()
+        result = self._finish(img, tensor, raw, opts)
+        return _with_speed([result], t0, t1, t2, time.perf_counter())[0]
+
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        """The micro-batcher shared by all calls, when batching is on (see its ``stats()``)."""
+        return self._batcher
 
     def close(self) -> None:
-        """Release the engine. The Predictor cannot be used afterwards."""
+        """Finish queued batched work, then release the engine. The Predictor cannot be used afterwards."""
+        if self._batcher is not None:
+            self._batcher.close(drain=True)
         self.engine.close()
 
     def __enter__(self) -> "Predictor":

@@ -1,0 +1,131 @@
+"""Batching through the Predictor: concurrent calls share engine batches, results do not change."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import modelserve as ms
+from modelserve._engine import Engine
+
+PHOTOS = ["bus.jpg", "zidane.jpg", "astronaut.png", "camera.png", "chelsea.png"]
+
+
+def same(a: ms.Detections, b: ms.Detections) -> None:
+    assert a.class_id.tolist() == b.class_id.tolist()
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+
+
+class _Recording(Engine):
+    """Wraps a real engine; records batch sizes; fails any batch holding a black image."""
+
+    name = "recording-test"
+
+    def __init__(self, inner):
+        self.inner, self.inputs, self.outputs = inner, inner.inputs, inner.outputs
+        self.metadata, self.device = inner.metadata, inner.device
+        self.sizes: list[int] = []
+        self.lock = threading.Lock()
+
+    def run(self, feeds):
+        (x,) = feeds.values()
+        with self.lock:
+            self.sizes.append(len(x))
+        if (x.reshape(len(x), -1).max(axis=1) <= 114 / 255).any():  # a letterboxed black image
+            raise RuntimeError("poisoned batch")
+        return self.inner.run(feeds)
+
+
+@pytest.fixture(scope="module")
+def images(bgr):
+    return [bgr(n) for n in PHOTOS]
+
+
+def test_threads_share_batches_and_get_unbatched_results(predictor, images):
+    expected = [predictor.predict(im, conf=0.05) for im in images]
+    eng = _Recording(predictor.engine)
+    p = ms.load(eng, batching=ms.Batching(max_batch_size=8, max_delay_ms=20))
+    barrier = threading.Barrier(16)
+
+    def work(k):
+        barrier.wait(timeout=30)
+        i = k % len(images)
+        return i, p.predict(images[i], conf=0.05)
+
+    with ThreadPoolExecutor(16) as pool:
+        for i, r in pool.map(work, range(64)):
+            same(r, expected[i])
+    assert max(eng.sizes) > 1, eng.sizes  # calls really were batched
+    stats = p.batcher.stats()
+    assert stats.items == 64 and stats.failed == 0
+    p.close()
+
+
+def test_list_input_and_overrides_with_batching(predictor, images):
+    p = ms.load(predictor.engine, batching=True)
+    for kwargs in ({}, {"conf": 0.05, "agnostic": True}, {"classes": [1], "max_det": 1}):
+        got = p.predict(images, **kwargs)
+        for a, b in zip(got, predictor.predict(images, **kwargs)):
+            same(a, b)
+
+
+def test_asyncio_hundreds_of_callers(predictor, images):
+    expected = [predictor.predict(im) for im in images]
+    eng = _Recording(predictor.engine)
+    p = ms.load(eng, batching=ms.Batching(max_batch_size=16, max_delay_ms=5, on_full="block"))
+
+    async def main():
+        return await asyncio.gather(*(p.apredict(images[k % len(images)]) for k in range(200)))
+
+    results = asyncio.run(main())
+    for k, r in enumerate(results):
+        same(r, expected[k % len(images)])
+    assert max(eng.sizes) > 1
+    p.close()
+
+
+def test_fixed_batch_engine_gets_split_batches(fixed_predictor, images):
+    expected = [fixed_predictor.predict(im) for im in images]
+    eng = _Recording(fixed_predictor.engine)
+    p = ms.load(eng, batching=ms.Batching(max_batch_size=4, max_delay_ms=20))
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda k: p.predict(images[k % len(images)]), range(20)))
+    for k, r in enumerate(got):
+        same(r, expected[k % len(images)])
+    assert set(eng.sizes) == {1}  # the engine only ever saw its fixed batch size
+    p.close()
+
+
+def test_poisoned_image_fails_only_its_caller(predictor, images):
+    eng = _Recording(predictor.engine)
+    p = ms.load(eng, batching=ms.Batching(max_batch_size=8, max_delay_ms=50))
+    black = np.zeros_like(images[2])
+    ok_expected = predictor.predict(images[2])
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(p.predict, black if k == 3 else images[2]) for k in range(8)]
+        outcomes = [f.exception(timeout=60) or f.result() for f in futures]
+    assert isinstance(outcomes[3], RuntimeError) and "poisoned" in str(outcomes[3])
+    for k, r in enumerate(outcomes):
+        if k != 3:
+            same(r, ok_expected)
+    p.close()
+
+
+def test_close_then_predict_raises(predictor, images):
+    p = ms.load(predictor.engine, batching=True)
+    p.predict(images[0])
+    p.batcher.close()
+    with pytest.raises(ms.BatcherClosedError):
+        p.predict(images[0])
+
+
+def test_bad_batching_argument(detector_path):
+    with pytest.raises(ms.InvalidInputError, match="batching"):
+        ms.load(detector_path, batching="yes")
+    with pytest.raises(ms.InvalidInputError, match="max_batch_size"):
+        ms.load(detector_path, batching=ms.Batching(max_batch_size=0))
