@@ -1,56 +1,274 @@
-"""Finding engines by name and choosing one for a model file.
+"""Finding engines by name, listing them, and choosing one for a model file.
 
-Built-in engines are listed here as ``"module:Class"`` strings and imported only when used, so
-importing modelserve never needs an engine runtime.
+Engines are found through the entry-point group ``modelserve.engines``: each entry point's name is
+the engine name users pass as ``engine=`` and its value is an :class:`~modelserve.Engine` subclass
+(``name = package.module:Class``). modelserve's own engines are declared in its ``setup.py`` the
+same way as any plugin's; the ``_BUILTIN`` table below only backs them up when modelserve runs from
+a source tree that was never installed. A plugin cannot take a built-in's name (the built-in
+keeps it, and :func:`list_engines` reports the plugin as shadowed). Engine classes are imported
+only when used, so importing modelserve never needs an engine runtime.
+
+Writing a plugin engine::
+
+    # my_engine.py
+    import modelserve as ms
+
+    class MyEngine(ms.Engine):
+        name = "mine"
+        def __init__(self, path, *, device="cpu", **options): ...   # see modelserve.Engine
+        def run(self, feeds): ...                                   # thread-safe
+        @classmethod
+        def availability(cls): return True, "1.0"                   # or (False, "why + how to fix")
+        @classmethod
+        def available_devices(cls): return ("cpu",)                 # optional; default ("cpu",)
+
+    # pyproject.toml
+    [project.entry-points."modelserve.engines"]
+    mine = "my_engine:MyEngine"
+
+then ``modelserve.load("model.onnx", engine="mine")``.
+
+``engine="auto"`` is deterministic and static (see :func:`explain_choice`): an explicit engine
+wins; otherwise the file type decides (``.xml`` -> openvino, ``.engine``/``.plan`` -> tensorrt);
+for ``.onnx`` the first engine in ``AUTO_PREFERENCE[device]`` that is installed and can use the
+device. On the CPU OpenVINO comes first because it was faster than ONNX Runtime for the same model
+in ``benchmarks/engines.py`` (see ``benchmarks/RESULTS.md``). Plugins are used only by name.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from ._engine import Engine
 from ._errors import EngineUnavailableError, InvalidInputError
 
-__all__ = ["engine_class", "choose_engine", "open_engine"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "AUTO_PREFERENCE",
+    "EngineInfo",
+    "engine_class",
+    "engine_names",
+    "list_engines",
+    "choose_engine",
+    "explain_choice",
+    "open_engine",
+]
+
+ENTRY_POINT_GROUP = "modelserve.engines"
 
 _BUILTIN: dict[str, str] = {
     "onnxruntime": "modelserve.engines._onnxruntime:OnnxRuntimeEngine",
+    "openvino": "modelserve.engines._openvino:OpenVINOEngine",
+    "tensorrt": "modelserve.engines._tensorrt:TensorRTEngine",
 }
 
-_ALIASES = {"ort": "onnxruntime"}
+_ALIASES = {"ort": "onnxruntime", "ov": "openvino", "trt": "tensorrt"}
+
+#: Engines ``auto`` tries for an ONNX file, in order, by device family (the part before ``:``).
+AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
+    "cpu": ("openvino", "onnxruntime"),
+    "cuda": ("tensorrt", "onnxruntime"),
+    "gpu": ("openvino",),  # Intel GPU
+    "npu": ("openvino",),
+    "tensorrt": ("onnxruntime",),  # ONNX Runtime's TensorRT execution provider
+    "openvino": ("onnxruntime",),  # ONNX Runtime's OpenVINO execution provider
+}
+
+#: File types that name their engine.
+AUTO_BY_SUFFIX: dict[str, str] = {".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """One known engine, as :func:`list_engines` (``modelserve.engines()``) reports it.
+
+    ``version`` is the runtime's version when it is usable here, ``devices`` the device names it can
+    use on this machine, ``reason`` why it cannot be used (``None`` when it can), ``origin``
+    ``"builtin"`` or ``"plugin"``, ``target`` the ``module:Class`` it is loaded from.
+    """
+
+    name: str
+    version: str | None
+    available: bool
+    devices: tuple[str, ...]
+    reason: str | None
+    origin: str
+    target: str
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    target: str
+    origin: str
+    shadowed_by: str | None = None
+
+
+def _discover() -> tuple[dict[str, _Entry], list[_Entry]]:
+    """Engines by name, plus plugin entries shadowed by a built-in of the same name."""
+    found: dict[str, _Entry] = {}
+    shadowed: list[_Entry] = []
+    builtin_targets = set(_BUILTIN.values())
+    try:
+        eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception:  # noqa: BLE001 - a broken distribution must not stop built-in engines
+        eps = []
+    for ep in eps:
+        name = ep.name.strip().lower()
+        origin = "builtin" if ep.value.replace(" ", "") in builtin_targets else "plugin"
+        entry = _Entry(name, ep.value.replace(" ", ""), origin)
+        current = found.get(name)
+        if current is None:
+            found[name] = entry
+        elif current.target != entry.target:
+            if current.origin == "builtin" or entry.origin != "builtin":
+                shadowed.append(_Entry(name, entry.target, entry.origin, current.target))
+            else:
+                shadowed.append(_Entry(name, current.target, current.origin, entry.target))
+                found[name] = entry
+    for name, target in _BUILTIN.items():
+        current = found.get(name)
+        if current is None:
+            found[name] = _Entry(name, target, "builtin")
+        elif current.origin != "builtin":
+            shadowed.append(_Entry(name, current.target, current.origin, target))
+            found[name] = _Entry(name, target, "builtin")
+    return found, shadowed
 
 
 def _load_target(target: str) -> type[Engine]:
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, attr)
+    try:
+        module = importlib.import_module(module_name)
+        cls: Any = module
+        for part in attr.split("."):
+            cls = getattr(cls, part)
+    except Exception as exc:  # noqa: BLE001 - a plugin's import can fail any way
+        raise EngineUnavailableError(f"cannot import engine {target}: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Engine)):
         raise EngineUnavailableError(f"{target} is not a modelserve Engine subclass")
     return cls
 
 
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower()
+    return _ALIASES.get(key, key)
+
+
+def engine_names() -> list[str]:
+    """Names of every known engine (built-in first, then plugins), sorted within each group."""
+    found, _ = _discover()
+    return sorted(found, key=lambda n: (found[n].origin != "builtin", n))
+
+
 def engine_class(name: str) -> type[Engine]:
-    """The engine class registered under ``name`` (``"onnxruntime"``, ...)."""
-    key = _ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in _BUILTIN:
-        raise EngineUnavailableError(f"unknown engine {name!r}; known engines: {sorted(_BUILTIN)}")
-    return _load_target(_BUILTIN[key])
+    """The engine class registered under ``name`` (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``,
+    a plugin's name; aliases ``ort``, ``ov``, ``trt``)."""
+    key = _canonical(name)
+    found, _ = _discover()
+    if key not in found:
+        raise EngineUnavailableError(f"unknown engine {name!r}; known engines: {engine_names()}")
+    return _load_target(found[key].target)
 
 
-def choose_engine(path: str, engine: str | type[Engine] = "auto", device: str = "cpu") -> type[Engine]:
-    """Pick the engine class for ``path``: an explicit engine wins, else the file type decides."""
+def _devices(cls: type[Engine]) -> tuple[str, ...]:
+    fn = getattr(cls, "available_devices", None)
+    if fn is None:
+        return ("cpu",)
+    try:
+        return tuple(str(d) for d in fn())
+    except Exception:  # noqa: BLE001
+        return ()
+
+
+def _info(entry: _Entry) -> EngineInfo:
+    if entry.shadowed_by is not None:
+        reason = f"name {entry.name!r} is taken by {entry.shadowed_by}"
+        return EngineInfo(entry.name, None, False, (), reason, entry.origin, entry.target)
+    try:
+        cls = _load_target(entry.target)
+        ok, detail = cls.availability()
+    except EngineUnavailableError as exc:
+        return EngineInfo(entry.name, None, False, (), str(exc), entry.origin, entry.target)
+    except Exception as exc:  # noqa: BLE001 - a plugin's availability() must not break the listing
+        return EngineInfo(entry.name, None, False, (), f"availability() failed: {exc}", entry.origin, entry.target)
+    if not ok:
+        return EngineInfo(entry.name, None, False, (), str(detail), entry.origin, entry.target)
+    devices = _devices(cls)
+    reason = None if devices else "installed, but no device it can use was found on this machine"
+    return EngineInfo(entry.name, str(detail) or None, bool(devices), devices, reason, entry.origin, entry.target)
+
+
+def list_engines() -> list[EngineInfo]:
+    """Every known engine: version, the devices it can use here, or why it cannot be used.
+
+    Built-ins come first (onnxruntime, openvino, tensorrt), then plugins by name, then plugins
+    shadowed by a built-in of the same name. Importing an engine's runtime is the only side effect.
+    """
+    found, shadowed = _discover()
+    order = sorted(found.values(), key=lambda e: (e.origin != "builtin", list(_BUILTIN).index(e.name) if e.name in _BUILTIN else 0, e.name))
+    return [_info(e) for e in order] + [_info(e) for e in shadowed]
+
+
+def _device_family(device: str) -> str:
+    return str(device).strip().lower().split(":")[0]
+
+
+def _serves(info: EngineInfo, device: str) -> bool:
+    dev = str(device).strip().lower()
+    if dev in info.devices:
+        return True
+    # "cuda" in devices stands for every CUDA device the engine checks at load time
+    return _device_family(dev) in info.devices and ":" in dev
+
+
+def _choose(path: str, engine: str | type[Engine], device: str) -> tuple[type[Engine], str]:
     if isinstance(engine, type):
         if not issubclass(engine, Engine):
             raise InvalidInputError(f"engine must be a name or an Engine subclass, got {engine!r}")
-        return engine
-    if engine != "auto":
-        return engine_class(engine)
+        return engine, f"engine class {engine.__name__} was passed explicitly"
+    if not isinstance(engine, str):
+        raise InvalidInputError(f"engine must be a name or an Engine subclass, got {engine!r}")
+    if engine.strip().lower() != "auto":
+        return engine_class(engine), f"engine {engine!r} was named explicitly"
     suffix = os.path.splitext(str(path))[1].lower()
-    if suffix in ("", ".onnx"):
-        return engine_class("onnxruntime")
-    raise EngineUnavailableError(f"no engine handles {suffix!r} files; pass engine= explicitly")
+    if suffix in AUTO_BY_SUFFIX:
+        name = AUTO_BY_SUFFIX[suffix]
+        return engine_class(name), f"{suffix} files are {name} models"
+    if suffix not in ("", ".onnx"):
+        raise EngineUnavailableError(
+            f"no engine handles {suffix!r} files automatically (auto knows .onnx, {', '.join(AUTO_BY_SUFFIX)}); "
+            "pass engine= explicitly"
+        )
+    family = _device_family(device)
+    candidates = AUTO_PREFERENCE.get(family)
+    if candidates is None:
+        raise InvalidInputError(f"unknown device {device!r}; auto knows devices {sorted(AUTO_PREFERENCE)} (and 'cuda:N', 'gpu:N')")
+    found, _ = _discover()
+    refusals = []
+    for name in candidates:
+        info = _info(found[name])
+        if info.available and _serves(info, device):
+            skipped = "; ".join(refusals)
+            why = f"first engine in the {family} preference {list(candidates)} that can use {device!r}"
+            return engine_class(name), why + (f" (skipped: {skipped})" if skipped else "")
+        refusals.append(f"{name}: {info.reason or f'cannot use {device!r} here (devices {list(info.devices)})'}")
+    raise EngineUnavailableError(f"no engine can run an ONNX model on {device!r} here: " + "; ".join(refusals))
+
+
+def choose_engine(path: str, engine: str | type[Engine] = "auto", device: str = "cpu") -> type[Engine]:
+    """Pick the engine class for ``path`` (see the module docstring for how ``auto`` decides)."""
+    return _choose(path, engine, device)[0]
+
+
+def explain_choice(path: str, engine: str | type[Engine] = "auto", device: str = "cpu") -> str:
+    """One sentence saying which engine ``engine``/``device`` resolve to for ``path`` and why."""
+    cls, why = _choose(path, engine, device)
+    return f"{cls.name or cls.__name__}: {why}"
 
 
 def open_engine(path: str, *, engine: str | type[Engine] = "auto", device: str = "cpu", **options: Any) -> Engine:
