@@ -53,7 +53,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["modelserve", "modelserve._kernels", "modelserve.engines"],
+    packages=["modelserve", "modelserve._kernels", "modelserve._registry", "modelserve.engines"],
     package_dir={"modelserve.engines": "engines"},
     package_data={"modelserve._kernels": ["*.pxd", "*.pyx"], "modelserve": ["py.typed"]},
     ext_modules=_extensions(),
@@ -61,6 +61,7 @@ setup(
     extras_require={
         "onnxruntime": ["onnxruntime>=1.16"],
         "onnxruntime-gpu": ["onnxruntime-gpu>=1.16"],
+        "onnxruntime-openvino": ["onnxruntime-openvino>=1.16"],
         "openvino": ["openvino>=2024.0"],
         "tensorrt": ["tensorrt>=10.0", "pycuda>=2022.1"],
         "dev": [
@@ -71,11 +72,14 @@ setup(
             "opencv-python-headless>=4.8",
             "nudenet==3.4.2",
             "scikit-image>=0.21",
+            "openvino>=2024.0",
         ],
     },
     entry_points={
         "modelserve.engines": [
             "onnxruntime = modelserve.engines._onnxruntime:OnnxRuntimeEngine",
+            "openvino = modelserve.engines._openvino:OpenVINOEngine",
+            "tensorrt = modelserve.engines._tensorrt:TensorRTEngine",
         ],
         "console_scripts": ["modelserve = modelserve.__main__:main"],
     },

@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._load import load
 from ._predictor import PredictOptions, Predictor
+from ._registry import ModelVersion, Registry
 from ._version import __version__
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "Detections",
     "Detection",
     "Engine",
+    "Registry",
+    "ModelVersion",
     "TensorSpec",
     "ops",
     "ModelserveError",

@@ -11,6 +11,7 @@ from ._engines_registry import open_engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._metadata import parse_metadata
 from ._predictor import PredictOptions, Predictor
+from ._registry import Registry, is_registry_ref, resolve_for_load
 
 __all__ = ["load"]
 
@@ -30,10 +31,17 @@ def load(
     channels: str = "bgr",
     engine_options: Mapping[str, Any] | None = None,
     batching: Batching | bool | None = None,
+    registry: Registry | None = None,
+    lock: str | os.PathLike[str] | None = None,
 ) -> Predictor:
     """Load a detector and return a thread-safe :class:`Predictor`.
 
-    ``source``: a model file (``.onnx``), or an already constructed :class:`Engine`.
+    ``source``: a model file (``.onnx``), a registry reference (``"det"``, ``"det:3"``,
+    ``"det@prod"``, ``"det@sha256:<hex>"``; see :class:`Registry`), or a constructed :class:`Engine`.
+    ``registry``: the :class:`Registry` that references resolve in (default: ``$MODELSERVE_HOME``,
+    else the user cache dir). ``lock``: a ``modelserve.lock`` pinning what references resolve to;
+    content whose digest differs from the pin raises :class:`PinMismatchError`. Registered files are
+    size-checked on every load and hashed on first use or when they changed (:class:`IntegrityError`).
     ``engine``: ``"auto"`` (chosen by file type) or an engine name such as ``"onnxruntime"``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; nothing falls back silently.
     ``imgsz``: inference size for dynamic-shape models (default: the model's metadata, else 640;
@@ -64,6 +72,8 @@ def load(
         if not isinstance(source, (str, os.PathLike)):
             raise InvalidInputError(f"source must be a model path or an Engine, got {type(source).__name__}")
         path = os.fspath(source)
+        if registry is not None or lock is not None or is_registry_ref(path):
+            path = os.fspath(resolve_for_load(path, registry=registry, lock=lock).path)
         if not os.path.exists(path):
             raise ModelLoadError(f"model file not found: {path}")
         eng = open_engine(path, engine=engine, device=device, **dict(engine_options or {}))
