@@ -1,9 +1,12 @@
-"""The main job: a real detector on a real photo, through the default engine.
+"""The main job: a real detector on a real photo, through the default registry and engine.
 
     make demo            # or: python examples/demo.py [IMAGE]
 
 The detector is the trained Ultralytics YOLOv8n export that the ``nudenet`` package ships
-(18 classes: faces and clothing regions); the photo defaults to Ultralytics' bus.jpg.
+(18 classes: faces and clothing regions); the photo defaults to Ultralytics' bus.jpg. The model is
+registered in the default registry ($MODELSERVE_HOME, else the user cache dir) as
+``detector`` with alias ``demo`` (registering the same bytes again reuses the version), then loaded
+by reference, as an application would.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import modelserve as ms  # noqa: E402
 
 def main(argv: list[str]) -> int:
     image = Path(argv[0]) if argv else assets.photo("bus.jpg")
-    predictor = ms.load(assets.detector_path())
+    registry = ms.Registry()
+    version = registry.register("detector", assets.detector_path(), alias="demo")
+    print(f"registry {registry.root}: detector:{version.version} {version.digest[:19]}... (alias demo)")
+    predictor = ms.load("detector@demo")
     print(predictor)
     result = predictor.predict(image, conf=0.25)
     print(f"{image.name}: {len(result)} detections, image {result.orig_shape[1]}x{result.orig_shape[0]}")
