@@ -11,6 +11,7 @@ from ._batcher import Batching, BatcherStats, MicroBatcher
 from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec
 from ._errors import (
+    BatchResultError,
     BatcherClosedError,
     DeadlineExceededError,
     EngineUnavailableError,
@@ -51,6 +52,7 @@ __all__ = [
     "QueueFullError",
     "BatcherClosedError",
     "DeadlineExceededError",
+    "BatchResultError",
     "RegistryError",
     "ModelNotFoundError",
     "VersionConflictError",

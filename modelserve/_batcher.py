@@ -22,7 +22,7 @@ Contract, in short (each point is detailed on the method it belongs to):
   ``fn`` raised for that single item). One poisoned item among ``n`` costs about ``2*log2(n)`` extra
   calls; ``k`` poisoned items cost ``O(k log n)``, at most ``2n - 2`` extra calls. ``fn`` must
   therefore be safe to call again with any subset of a batch. A result whose length differs from
-  the batch's fails every item of that call with a :class:`ModelserveError` (no retry: that is a bug
+  the batch's fails every item of that call with a :class:`BatchResultError` (no retry: that is a bug
   in ``fn``, not in an item). ``fn`` raising a ``BaseException`` that is not an ``Exception``
   (``SystemExit``, ...) kills the batch loop: it is logged on the ``modelserve.batcher`` logger,
   every pending request fails with :class:`BatcherClosedError`, and later submits raise it.
@@ -46,6 +46,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -59,10 +60,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, Hashable, Literal, Sequence, TypeVar, cast
 
 from ._errors import (
+    BatchResultError,
     BatcherClosedError,
     DeadlineExceededError,
     InvalidInputError,
-    ModelserveError,
     QueueFullError,
 )
 
@@ -445,7 +446,7 @@ class MicroBatcher(Generic[T, R]):
         with self._lock:
             waits = list(self._wait_samples)
             execs = list(self._exec_samples)
-            snapshot = dict(
+            snapshot = BatcherStats(
                 queue_depth=self._live,
                 in_flight_batches=self._inflight,
                 submitted=self._submitted,
@@ -459,14 +460,18 @@ class MicroBatcher(Generic[T, R]):
                 expired=self._expired,
                 cancelled=self._cancelled,
                 aborted=self._aborted,
+                wait_ms_p50=None,
+                wait_ms_p99=None,
+                exec_ms_p50=None,
+                exec_ms_p99=None,
                 closed=self._closed,
             )
-        return BatcherStats(
+        return dataclasses.replace(  # percentiles sorted outside the lock
+            snapshot,
             wait_ms_p50=_percentile_ms(waits, 0.50),
             wait_ms_p99=_percentile_ms(waits, 0.99),
             exec_ms_p50=_percentile_ms(execs, 0.50),
             exec_ms_p99=_percentile_ms(execs, 0.99),
-            **snapshot,
         )
 
     def close(self, drain: bool = True, timeout_s: float = 30.0) -> None:
@@ -630,7 +635,7 @@ class MicroBatcher(Generic[T, R]):
             except TimeoutError:
                 pass
             finally:
-                if not waiter.done():
+                if not waiter.done() or waiter.cancelled():  # not woken: unregister it
                     with self._lock:
                         try:
                             self._async_waiters.remove((loop, waiter))
@@ -678,6 +683,9 @@ class MicroBatcher(Generic[T, R]):
             req.state = _CANCELLED
             self._cancelled += 1
             self._unqueue_dead_locked(req)
+        # What an executor does when it dequeues a cancelled future: without it,
+        # concurrent.futures.wait() and as_completed() would never see this one as done.
+        req.future.set_running_or_notify_cancel()
 
     def _unqueue_dead_locked(self, req: _Request) -> None:
         group = cast(_Group, req.group)  # a _QUEUED request always has its group
@@ -696,6 +704,8 @@ class MicroBatcher(Generic[T, R]):
             self._wake_async_locked()
         if self._closed:
             self._drained_cv.notify_all()
+            if self._live == 0:
+                self._reaper_cv.notify()  # nothing left to expire: let the deadline thread exit
 
     def _wake_async_locked(self) -> None:
         waiters, self._async_waiters = self._async_waiters, []
@@ -872,6 +882,7 @@ class MicroBatcher(Generic[T, R]):
                 self._wait_samples.extend(t0 - r.enqueued for r in run)
                 self._exec_samples.append(t1 - t0)
         for r, exc, value in outcomes:
+            r.item = None  # the caller's future may live on; the input need not
             if exc is None:
                 r.future.set_result(value)
             else:
@@ -899,7 +910,7 @@ class MicroBatcher(Generic[T, R]):
                    else f"a {type(results).__name__} (not a sequence)")
             message = (f"{self._name}: fn returned {got} for a batch of {n} items; expected a "
                        f"sequence of {n} results, one per item (an exception instance fails just that item)")
-            outcomes.extend((r, ModelserveError(message), None) for r in reqs)
+            outcomes.extend((r, BatchResultError(message), None) for r in reqs)
             return 1
         for r, value in zip(reqs, values):
             if isinstance(value, BaseException):

@@ -10,6 +10,7 @@ application can catch the whole family with one ``except`` clause::
     ├── QueueFullError            the micro-batcher's bounded queue is full
     ├── BatcherClosedError        submit() after close()
     ├── DeadlineExceededError     a request's deadline passed before it ran (also a TimeoutError)
+    ├── BatchResultError          a batched function returned the wrong number of results
     └── RegistryError             anything the local model registry refuses
         ├── ModelNotFoundError    no such model, version or alias
         ├── VersionConflictError  a version label already holds different content
@@ -28,6 +29,7 @@ __all__ = [
     "QueueFullError",
     "BatcherClosedError",
     "DeadlineExceededError",
+    "BatchResultError",
     "RegistryError",
     "ModelNotFoundError",
     "VersionConflictError",
@@ -63,6 +65,10 @@ class BatcherClosedError(ModelserveError):
 
 class DeadlineExceededError(ModelserveError, TimeoutError):
     """A request's deadline passed before it could run; it was never run."""
+
+
+class BatchResultError(ModelserveError):
+    """A micro-batched function returned a result whose length differs from its batch (a bug in it)."""
 
 
 class RegistryError(ModelserveError):
