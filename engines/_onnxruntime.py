@@ -1,16 +1,31 @@
 """ONNX Runtime engine adapter (``pip install modelserve[onnxruntime]``).
 
-``device`` is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Nothing falls back silently: a device whose
-execution provider is missing, or that the session did not actually get, raises
-:class:`EngineUnavailableError` saying why, and ONNX Runtime's own retry-with-another-provider is
-turned off. ``InferenceSession.run`` is thread-safe, so one session serves every thread.
+``device`` picks the execution provider:
+
+==========================  =====================================================================
+``"cpu"``                   CPUExecutionProvider
+``"cuda"``, ``"cuda:N"``    CUDAExecutionProvider on GPU N (``pip install modelserve[onnxruntime-gpu]``)
+``"tensorrt"``,             TensorrtExecutionProvider on GPU N, with the CUDA provider on the same
+``"tensorrt:N"``            GPU for the nodes TensorRT does not take (ONNX Runtime's partitioning,
+                            not a fallback; needs onnxruntime-gpu and the TensorRT libraries)
+``"openvino"``,             OpenVINOExecutionProvider on OpenVINO's CPU (default), GPU or NPU
+``"openvino:GPU"``          (``pip install modelserve[onnxruntime-openvino]``)
+==========================  =====================================================================
+
+Nothing falls back silently: a device whose execution provider is missing, or that the session did
+not actually get, raises :class:`EngineUnavailableError` saying why, and ONNX Runtime's own
+retry-with-another-provider is turned off. ``InferenceSession.run`` is thread-safe, so one session
+serves every thread.
 
 Options:
 
 * ``intra_op_threads`` / ``inter_op_threads`` (int, 0 = ONNX Runtime's default)
 * ``graph_optimization``: ``"disable" | "basic" | "extended" | "all"`` (default ``"all"``)
 * ``session_options``: a ready ``onnxruntime.SessionOptions`` (the options above then apply on top)
-* ``provider_options``: dict passed to the device's execution provider (e.g. CUDA's ``gpu_mem_limit``)
+* ``provider_options``: dict passed to the device's execution provider (e.g. CUDA's ``gpu_mem_limit``,
+  TensorRT's ``trt_max_workspace_size``); it overrides what ``fp16``/``cache_dir`` set
+* ``fp16`` (bool, TensorRT and OpenVINO providers): let the provider compute in half precision
+* ``cache_dir`` (TensorRT and OpenVINO providers): where the provider caches built engines/blobs
 """
 
 from __future__ import annotations
@@ -50,15 +65,66 @@ def _import_ort() -> Any:
     return onnxruntime
 
 
-def _parse_device(device: str) -> tuple[str, int]:
+_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+_EXTRAS = {
+    "cuda": "pip install modelserve[onnxruntime-gpu]",
+    "tensorrt": "pip install modelserve[onnxruntime-gpu] and the TensorRT libraries (pip install tensorrt)",
+    "openvino": "pip install modelserve[onnxruntime-openvino]",
+}
+_OV_DEVICES = ("CPU", "GPU", "NPU")
+
+
+def _parse_device(device: str) -> tuple[str, int | str]:
+    """``(provider kind, GPU index or OpenVINO device type)``."""
     dev = str(device).strip().lower()
-    if dev == "cpu":
+    kind, sep, rest = dev.partition(":")
+    if kind == "cpu" and not sep:
         return "cpu", 0
-    if dev == "cuda":
-        return "cuda", 0
-    if dev.startswith("cuda:") and dev[5:].isdigit():
-        return "cuda", int(dev[5:])
-    raise InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N' for onnxruntime, got {device!r}")
+    if kind in ("cuda", "tensorrt") and (not sep or rest.isdigit()):
+        return kind, int(rest) if sep else 0
+    if kind == "openvino" and (not sep or rest.upper() in _OV_DEVICES):
+        return "openvino", rest.upper() if sep else "CPU"
+    raise InvalidInputError(
+        "device must be 'cpu', 'cuda', 'cuda:N', 'tensorrt', 'tensorrt:N', 'openvino' or "
+        f"'openvino:CPU|GPU|NPU' for onnxruntime, got {device!r}"
+    )
+
+
+def _providers(kind: str, where: int | str, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The provider list for one device: primary provider first, with its options."""
+    extra = dict(options.get("provider_options") or {})
+    fp16, cache_dir = options.get("fp16"), options.get("cache_dir")
+    if kind in ("cpu", "cuda") and (fp16 is not None or cache_dir is not None):
+        raise InvalidInputError(f"fp16 and cache_dir apply to the tensorrt and openvino providers, not {kind!r}")
+    if fp16 is not None and not isinstance(fp16, bool):
+        raise InvalidInputError(f"fp16 must be a bool, got {fp16!r}")
+    if kind == "cpu":
+        return [("CPUExecutionProvider", extra)]
+    if kind == "cuda":
+        return [("CUDAExecutionProvider", {"device_id": where, **extra})]
+    if kind == "tensorrt":
+        trt: dict[str, Any] = {"device_id": where}
+        if fp16 is not None:
+            trt["trt_fp16_enable"] = fp16
+        if cache_dir is not None:
+            path = os.fspath(cache_dir)
+            os.makedirs(path, exist_ok=True)
+            trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=path,
+                       trt_timing_cache_enable=True, trt_timing_cache_path=path)
+        return [("TensorrtExecutionProvider", {**trt, **extra}), ("CUDAExecutionProvider", {"device_id": where})]
+    ov: dict[str, Any] = {"device_type": where}
+    if fp16 is not None:
+        ov["precision"] = "FP16" if fp16 else "FP32"
+    if cache_dir is not None:
+        path = os.fspath(cache_dir)
+        os.makedirs(path, exist_ok=True)
+        ov["cache_dir"] = path
+    return [("OpenVINOExecutionProvider", {**ov, **extra})]
 
 
 def _spec(node: Any) -> TensorSpec:
@@ -71,38 +137,41 @@ class OnnxRuntimeEngine(Engine):
 
     name = "onnxruntime"
 
+    option_names = frozenset(
+        {"intra_op_threads", "inter_op_threads", "graph_optimization", "session_options", "provider_options",
+         "fp16", "cache_dir"}
+    )
+
     def __init__(self, path: str, *, device: str = "cpu", **options: Any) -> None:
         ort = _import_ort()
-        kind, index = _parse_device(device)
-        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        kind, where = _parse_device(device)
+        self.device = kind if kind == "cpu" else f"{kind}:{where}"
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")
         sess_options = self._session_options(ort, dict(options))
-        providers: list[Any]
-        if kind == "cuda":
+        providers = _providers(kind, where, options)
+        wanted = providers[0][0]
+        if kind != "cpu":
             available = ort.get_available_providers()
-            if "CUDAExecutionProvider" not in available:
+            missing = [name for name, _ in providers if name not in available]
+            if missing:
                 raise EngineUnavailableError(
-                    f"device {device!r} needs onnxruntime's CUDAExecutionProvider, but this onnxruntime "
-                    f"{ort.__version__} offers only {available}: pip install modelserve[onnxruntime-gpu]"
+                    f"device {device!r} needs onnxruntime's {' and '.join(missing)}, but this onnxruntime "
+                    f"{ort.__version__} offers only {available}: {_EXTRAS[kind]}"
                 )
-            cuda_opts = {"device_id": index, **(options.get("provider_options") or {})}
-            providers = [("CUDAExecutionProvider", cuda_opts)]
-        else:
-            providers = [("CPUExecutionProvider", dict(options.get("provider_options") or {}))]
         try:
             self._session = ort.InferenceSession(path, sess_options=sess_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            if kind == "cuda" and "CUDA" in str(exc):
-                raise EngineUnavailableError(f"onnxruntime could not start CUDA for {device!r}: {exc}") from exc
-            raise ModelLoadError(f"onnxruntime cannot load {path!r}: {str(exc).strip()}") from exc
+            text = str(exc)
+            if kind != "cpu" and any(w in text for w in ("CUDA", "TensorRT", "OpenVINO", "provider")):
+                raise EngineUnavailableError(f"onnxruntime could not start {wanted} for {device!r}: {exc}") from exc
+            raise ModelLoadError(f"onnxruntime cannot load {path!r}: {text.strip()}") from exc
         got = self._session.get_providers()
-        wanted = providers[0][0]
-        if wanted not in got:
+        if any(name not in got for name, _ in providers):
             raise EngineUnavailableError(
-                f"onnxruntime did not start {wanted} for device {device!r} (session has {got}); "
-                "check the CUDA and cuDNN libraries onnxruntime-gpu needs"
+                f"onnxruntime did not start {[n for n, _ in providers]} for device {device!r} (session has {got}); "
+                "check the CUDA/cuDNN/TensorRT/OpenVINO libraries the provider needs"
             )
         self._session.disable_fallback()
         self.inputs = tuple(_spec(n) for n in self._session.get_inputs())
@@ -114,7 +183,7 @@ class OnnxRuntimeEngine(Engine):
 
     @staticmethod
     def _session_options(ort: Any, options: dict[str, Any]) -> Any:
-        known = {"intra_op_threads", "inter_op_threads", "graph_optimization", "session_options", "provider_options"}
+        known = OnnxRuntimeEngine.option_names
         unknown = set(options) - known
         if unknown:
             raise InvalidInputError(f"unknown onnxruntime options {sorted(unknown)}; known: {sorted(known)}")
@@ -156,3 +225,13 @@ class OnnxRuntimeEngine(Engine):
         except EngineUnavailableError as exc:
             return False, str(exc)
         return True, ort.__version__
+
+    @classmethod
+    def available_devices(cls) -> tuple[str, ...]:
+        """``"cpu"`` plus ``"cuda"``, ``"tensorrt"``, ``"openvino"`` for each provider this
+        onnxruntime build offers (whether a GPU is really present shows when a session starts)."""
+        try:
+            available = _import_ort().get_available_providers()
+        except EngineUnavailableError:
+            return ()
+        return ("cpu",) + tuple(k for k in ("cuda", "tensorrt", "openvino") if _PROVIDERS[k] in available)

@@ -41,7 +41,7 @@ import importlib
 import importlib.metadata
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 from ._engine import Engine
 from ._errors import EngineUnavailableError, InvalidInputError
@@ -226,19 +226,28 @@ def _serves(info: EngineInfo, device: str) -> bool:
     return _device_family(dev) in info.devices and ":" in dev
 
 
-def _choose(path: str, engine: str | type[Engine], device: str) -> tuple[type[Engine], str]:
+def _accepts(cls: type[Engine], options: Collection[str]) -> bool:
+    names = getattr(cls, "option_names", None)
+    return names is None or set(options) <= set(names)
+
+
+def _choose(
+    path: str, engine: str | type[Engine], device: str, options: Collection[str] = ()
+) -> tuple[type[Engine], str, list[str]]:
+    """``(engine class, why, refusals)``; non-empty refusals mean no candidate fitted and the class
+    is the last candidate, returned so that its constructor can say precisely what is missing."""
     if isinstance(engine, type):
         if not issubclass(engine, Engine):
             raise InvalidInputError(f"engine must be a name or an Engine subclass, got {engine!r}")
-        return engine, f"engine class {engine.__name__} was passed explicitly"
+        return engine, f"engine class {engine.__name__} was passed explicitly", []
     if not isinstance(engine, str):
         raise InvalidInputError(f"engine must be a name or an Engine subclass, got {engine!r}")
     if engine.strip().lower() != "auto":
-        return engine_class(engine), f"engine {engine!r} was named explicitly"
+        return engine_class(engine), f"engine {engine!r} was named explicitly", []
     suffix = os.path.splitext(str(path))[1].lower()
     if suffix in AUTO_BY_SUFFIX:
         name = AUTO_BY_SUFFIX[suffix]
-        return engine_class(name), f"{suffix} files are {name} models"
+        return engine_class(name), f"{suffix} files are {name} models", []
     if suffix not in ("", ".onnx"):
         raise EngineUnavailableError(
             f"no engine handles {suffix!r} files automatically (auto knows .onnx, {', '.join(AUTO_BY_SUFFIX)}); "
@@ -247,31 +256,58 @@ def _choose(path: str, engine: str | type[Engine], device: str) -> tuple[type[En
     family = _device_family(device)
     candidates = AUTO_PREFERENCE.get(family)
     if candidates is None:
-        raise InvalidInputError(f"unknown device {device!r}; auto knows devices {sorted(AUTO_PREFERENCE)} (and 'cuda:N', 'gpu:N')")
+        raise InvalidInputError(
+            f"device must be one of {sorted(AUTO_PREFERENCE)} (or 'cuda:N', 'gpu:N') for engine='auto', got {device!r}"
+        )
     found, _ = _discover()
     refusals = []
     for name in candidates:
         info = _info(found[name])
-        if info.available and _serves(info, device):
-            skipped = "; ".join(refusals)
-            why = f"first engine in the {family} preference {list(candidates)} that can use {device!r}"
-            return engine_class(name), why + (f" (skipped: {skipped})" if skipped else "")
-        refusals.append(f"{name}: {info.reason or f'cannot use {device!r} here (devices {list(info.devices)})'}")
-    raise EngineUnavailableError(f"no engine can run an ONNX model on {device!r} here: " + "; ".join(refusals))
+        if not info.available:
+            refusals.append(f"{name}: {info.reason}")
+        elif not _serves(info, device):
+            refusals.append(f"{name}: cannot use {device!r} here (devices {list(info.devices)})")
+        elif not _accepts(cls := engine_class(name), options):
+            unknown = sorted(set(options) - set(getattr(cls, "option_names", ())))
+            refusals.append(f"{name}: does not take engine_options {unknown}")
+        else:
+            why = f"first engine in the {family!r} preference {list(candidates)} that can use {device!r}"
+            if options:
+                why += f" and takes engine_options {sorted(options)}"
+            return cls, why + (f" (skipped {'; '.join(refusals)})" if refusals else ""), []
+    return engine_class(candidates[-1]), "no engine fitted", refusals
 
 
-def choose_engine(path: str, engine: str | type[Engine] = "auto", device: str = "cpu") -> type[Engine]:
-    """Pick the engine class for ``path`` (see the module docstring for how ``auto`` decides)."""
-    return _choose(path, engine, device)[0]
+def choose_engine(
+    path: str, engine: str | type[Engine] = "auto", device: str = "cpu", options: Collection[str] = ()
+) -> type[Engine]:
+    """Pick the engine class for ``path`` (see the module docstring for how ``auto`` decides).
+
+    ``options``: the names of the engine options the caller will pass; ``auto`` skips engines
+    that do not take them (engines declare theirs in an ``option_names`` class attribute).
+    When no engine fits, the last engine of the preference is returned so that constructing it
+    raises its own precise error (:func:`open_engine` adds why the others were skipped).
+    """
+    return _choose(path, engine, device, options)[0]
 
 
-def explain_choice(path: str, engine: str | type[Engine] = "auto", device: str = "cpu") -> str:
+def explain_choice(
+    path: str, engine: str | type[Engine] = "auto", device: str = "cpu", options: Collection[str] = ()
+) -> str:
     """One sentence saying which engine ``engine``/``device`` resolve to for ``path`` and why."""
-    cls, why = _choose(path, engine, device)
+    cls, why, refusals = _choose(path, engine, device, options)
+    if refusals:
+        return f"no engine fits: {'; '.join(refusals)}"
     return f"{cls.name or cls.__name__}: {why}"
 
 
 def open_engine(path: str, *, engine: str | type[Engine] = "auto", device: str = "cpu", **options: Any) -> Engine:
-    """Choose and construct the engine for ``path``."""
-    cls = choose_engine(path, engine, device)
-    return cls(os.fspath(path), device=device, **options)
+    """Choose and construct the engine for ``path``; ``options`` go to the engine's constructor."""
+    cls, _, refusals = _choose(path, engine, device, tuple(options))
+    try:
+        return cls(os.fspath(path), device=device, **options)
+    except (EngineUnavailableError, InvalidInputError) as exc:
+        if not refusals:
+            raise
+        skipped = "; ".join(refusals[:-1])
+        raise type(exc)(f"{exc}" + (f" (engine='auto' also tried {skipped})" if skipped else "")) from exc

@@ -221,7 +221,8 @@ def letterbox(
         xt = _taps(image.shape[1], rw, True)
         yt = _taps(image.shape[0], rh, False)
     rc = _k_letterbox.letterbox_into(
-        image, out, rw, rh, left, top, *xt, *yt, _LUTS[out.dtype.char], int(pad_value), bool(bgr_to_rgb)
+        image, out, _OTYPES[out.dtype.char], rw, rh, left, top, *xt, *yt, _LUT32, _LUT16,
+        int(pad_value), bool(bgr_to_rgb)
     )
     if rc != 0:
         raise MemoryError("letterbox: could not allocate two row buffers")
@@ -229,12 +230,10 @@ def letterbox(
 
 
 #: uint8 -> output element, as Ultralytics computes it: float32(v) / 255 (true division; the
-#: float16 table equals torch's ``uint8.half().div_(255)``).
-_LUTS = {
-    "f": np.arange(256, dtype=np.float32) / np.float32(255),
-    "e": (np.arange(256, dtype=np.float64) / 255).astype(np.float16),
-    "B": np.arange(256, dtype=np.uint8),
-}
+#: float16 table equals torch's ``uint8.half().div_(255)``), as bit patterns for the kernel.
+_LUT32 = (np.arange(256, dtype=np.float32) / np.float32(255)).view(np.uint32)
+_LUT16 = (np.arange(256, dtype=np.float64) / 255).astype(np.float16).view(np.uint16)
+_OTYPES = {"f": 0, "e": 1, "B": 2}
 _NO_TAPS = tuple(np.zeros(1, np.int32) for _ in range(4))
 
 
