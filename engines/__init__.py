@@ -13,12 +13,31 @@ Each adapter imports its runtime only when an engine is created, so this package
 machine. All are registered in the ``modelserve.engines`` entry-point group, like third-party
 plugins; see :mod:`modelserve._engines_registry` for how engines are found and how ``auto``
 chooses, and :class:`modelserve.Engine` for the interface a plugin implements.
+
+The package is also callable: ``modelserve.engines()`` lists every known engine (see
+:func:`modelserve._engines_registry.list_engines`). A plain function of that name in
+``modelserve/__init__.py`` would be replaced by this subpackage as soon as any engine is imported.
 """
 
 from __future__ import annotations
+
+import sys
+import types
+from typing import Any
 
 from ._onnxruntime import OnnxRuntimeEngine
 from ._openvino import OpenVINOEngine
 from ._tensorrt import TensorRTEngine
 
 __all__ = ["OnnxRuntimeEngine", "OpenVINOEngine", "TensorRTEngine"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self) -> Any:
+        """Every known engine: name, version, devices usable here, or why it is unavailable."""
+        from .._engines_registry import list_engines
+
+        return list_engines()
+
+
+sys.modules[__name__].__class__ = _CallableModule

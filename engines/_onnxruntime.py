@@ -227,6 +227,11 @@ class OnnxRuntimeEngine(Engine):
         return True, ort.__version__
 
     @classmethod
+    def uses_cache_dir(cls, device: str) -> bool:
+        """The TensorRT and OpenVINO providers cache compiled models in ``cache_dir``."""
+        return str(device).strip().lower().split(":")[0] in ("tensorrt", "openvino")
+
+    @classmethod
     def available_devices(cls) -> tuple[str, ...]:
         """``"cpu"`` plus ``"cuda"``, ``"tensorrt"``, ``"openvino"`` for each provider this
         onnxruntime build offers (whether a GPU is really present shows when a session starts)."""

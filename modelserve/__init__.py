@@ -6,10 +6,11 @@
     >>> r.xyxy, r.confidence, r.class_id, r.class_names
 """
 
-from . import ops
+from . import engines, ops
 from ._batcher import Batching, BatcherStats, MicroBatcher
 from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec
+from ._engines_registry import EngineInfo
 from ._errors import (
     BatchResultError,
     BatcherClosedError,
@@ -44,6 +45,8 @@ __all__ = [
     "Registry",
     "ModelVersion",
     "TensorSpec",
+    "EngineInfo",
+    "engines",
     "ops",
     "ModelserveError",
     "ModelLoadError",

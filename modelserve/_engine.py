@@ -17,6 +17,16 @@ Contract for implementers:
   ``outputs`` order. It must be safe to call from several threads at once (serialise internally if
   the runtime is not).
 * ``close()`` frees the runtime's resources; calling it twice is harmless.
+
+Optional class-level hooks (defaults shown below): ``option_names`` (the options ``__init__``
+accepts, so ``engine="auto"`` can skip an engine that would reject them), ``available_devices()``
+(what ``ms.engines()`` lists), ``uses_cache_dir(device)`` (True when the engine takes a
+``cache_dir`` option for compiled artifacts on that device; models loaded from a registry then get
+a cache directory in the registry's artifact area, cleaned by ``gc`` with the model).
+
+Plugins register their class in the entry-point group ``modelserve.engines``
+(``[project.entry-points."modelserve.engines"] mine = "my_pkg:MyEngine"``); see
+:mod:`modelserve._engines_registry` for a complete example.
 """
 
 from __future__ import annotations
@@ -50,6 +60,9 @@ class Engine(abc.ABC):
     #: The name users pass as ``engine=`` (e.g. ``"onnxruntime"``).
     name: ClassVar[str] = ""
 
+    #: Options ``__init__`` accepts (``None``: unknown, accept anything when choosing ``auto``).
+    option_names: ClassVar[frozenset[str] | None] = None
+
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     metadata: Mapping[str, str]
@@ -69,6 +82,16 @@ class Engine(abc.ABC):
     def availability(cls) -> tuple[bool, str]:
         """``(True, version)`` when the runtime can be imported here, else ``(False, reason)``."""
         return True, ""
+
+    @classmethod
+    def available_devices(cls) -> tuple[str, ...]:
+        """Devices this engine can use on this machine."""
+        return ("cpu",)
+
+    @classmethod
+    def uses_cache_dir(cls, device: str) -> bool:
+        """True when, on ``device``, the engine takes a ``cache_dir`` option for compiled artifacts."""
+        return False
 
     def __enter__(self) -> "Engine":
         return self

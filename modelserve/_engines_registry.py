@@ -30,9 +30,13 @@ then ``modelserve.load("model.onnx", engine="mine")``.
 
 ``engine="auto"`` is deterministic and static (see :func:`explain_choice`): an explicit engine
 wins; otherwise the file type decides (``.xml`` -> openvino, ``.engine``/``.plan`` -> tensorrt);
-for ``.onnx`` the first engine in ``AUTO_PREFERENCE[device]`` that is installed and can use the
-device. On the CPU OpenVINO comes first because it was faster than ONNX Runtime for the same model
-in ``benchmarks/engines.py`` (see ``benchmarks/RESULTS.md``). Plugins are used only by name.
+for ``.onnx`` the first engine in ``AUTO_PREFERENCE[device]`` that is installed, can use the
+device and takes the given ``engine_options``. On the CPU ONNX Runtime comes first: in
+``benchmarks/engines.py`` (``benchmarks/RESULTS.md``) OpenVINO did not beat it at the detector's
+own size (320: ONNX Runtime ahead at batch 1 and 8, even at 32), only at 640 with batch 8, so
+OpenVINO is the CPU fallback when ONNX Runtime is not installed, and is used first only when named.
+On CUDA, TensorRT comes first (the fastest NVIDIA runtime; its first load builds a plan, cached
+with ``cache_dir``). Plugins are used only by name.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import importlib
 import importlib.metadata
 import os
 from dataclasses import dataclass
-from typing import Any, Collection
+from typing import Any, Callable, Collection, Mapping
 
 from ._engine import Engine
 from ._errors import EngineUnavailableError, InvalidInputError
@@ -70,7 +74,7 @@ _ALIASES = {"ort": "onnxruntime", "ov": "openvino", "trt": "tensorrt"}
 
 #: Engines ``auto`` tries for an ONNX file, in order, by device family (the part before ``:``).
 AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
-    "cpu": ("openvino", "onnxruntime"),
+    "cpu": ("onnxruntime", "openvino"),
     "cuda": ("tensorrt", "onnxruntime"),
     "gpu": ("openvino",),  # Intel GPU
     "npu": ("openvino",),
@@ -187,7 +191,7 @@ def _devices(cls: type[Engine]) -> tuple[str, ...]:
 
 def _info(entry: _Entry) -> EngineInfo:
     if entry.shadowed_by is not None:
-        reason = f"name {entry.name!r} is taken by {entry.shadowed_by}"
+        reason: str | None = f"name {entry.name!r} is taken by {entry.shadowed_by}"
         return EngineInfo(entry.name, None, False, (), reason, entry.origin, entry.target)
     try:
         cls = _load_target(entry.target)
@@ -260,14 +264,18 @@ def _choose(
             f"device must be one of {sorted(AUTO_PREFERENCE)} (or 'cuda:N', 'gpu:N') for engine='auto', got {device!r}"
         )
     found, _ = _discover()
-    refusals = []
+    refusals: list[str] = []
+    installed: list[str] = []
     for name in candidates:
         info = _info(found[name])
         if not info.available:
             refusals.append(f"{name}: {info.reason}")
-        elif not _serves(info, device):
+            continue
+        installed.append(name)
+        cls = engine_class(name)
+        if not _serves(info, device):
             refusals.append(f"{name}: cannot use {device!r} here (devices {list(info.devices)})")
-        elif not _accepts(cls := engine_class(name), options):
+        elif not _accepts(cls, options):
             unknown = sorted(set(options) - set(getattr(cls, "option_names", ())))
             refusals.append(f"{name}: does not take engine_options {unknown}")
         else:
@@ -275,7 +283,12 @@ def _choose(
             if options:
                 why += f" and takes engine_options {sorted(options)}"
             return cls, why + (f" (skipped {'; '.join(refusals)})" if refusals else ""), []
-    return engine_class(candidates[-1]), "no engine fitted", refusals
+    # Nothing fits: hand back the first installed candidate, whose constructor says precisely
+    # what is missing (e.g. onnxruntime: "needs the CUDAExecutionProvider ..."); open_engine adds
+    # why the others were skipped.
+    pick = (installed or list(candidates))[0]
+    others = [r for r in refusals if not r.startswith(pick + ":")]
+    return engine_class(pick), "no engine fitted", others or ["(no other candidates)"]
 
 
 def choose_engine(
@@ -297,17 +310,38 @@ def explain_choice(
     """One sentence saying which engine ``engine``/``device`` resolve to for ``path`` and why."""
     cls, why, refusals = _choose(path, engine, device, options)
     if refusals:
-        return f"no engine fits: {'; '.join(refusals)}"
+        return f"no engine fits; {cls.name} will say why it cannot, others: {'; '.join(refusals)}"
     return f"{cls.name or cls.__name__}: {why}"
 
 
-def open_engine(path: str, *, engine: str | type[Engine] = "auto", device: str = "cpu", **options: Any) -> Engine:
-    """Choose and construct the engine for ``path``; ``options`` go to the engine's constructor."""
+def open_engine(
+    path: str,
+    *,
+    engine: str | type[Engine] = "auto",
+    device: str = "cpu",
+    cache_dir_for: Callable[[type[Engine]], str | os.PathLike[str] | None] | None = None,
+    hints: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Engine:
+    """Choose and construct the engine for ``path``; ``options`` go to the engine's constructor.
+
+    ``cache_dir_for(engine_class)``: where the chosen engine should keep compiled artifacts, asked
+    only when the engine uses a ``cache_dir`` on ``device`` and the caller did not set one.
+    ``hints``: options passed only to an engine that lists them in ``option_names`` and only when
+    the caller did not set them (e.g. the Predictor's ``imgsz``, which TensorRT builds its profile for).
+    """
     cls, _, refusals = _choose(path, engine, device, tuple(options))
+    for key, value in (hints or {}).items():
+        if value is not None and options.get(key) is None and cls.option_names and key in cls.option_names:
+            options[key] = value
+    if cache_dir_for is not None and options.get("cache_dir") is None and cls.uses_cache_dir(device):
+        cache_dir = cache_dir_for(cls)
+        if cache_dir is not None:
+            options["cache_dir"] = os.fspath(cache_dir)
     try:
         return cls(os.fspath(path), device=device, **options)
     except (EngineUnavailableError, InvalidInputError) as exc:
-        if not refusals:
+        others = [r for r in refusals if not r.startswith("(")]
+        if not others:
             raise
-        skipped = "; ".join(refusals[:-1])
-        raise type(exc)(f"{exc}" + (f" (engine='auto' also tried {skipped})" if skipped else "")) from exc
+        raise type(exc)(f"{exc} (engine='auto' also tried {'; '.join(others)})") from exc

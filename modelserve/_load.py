@@ -42,14 +42,22 @@ def load(
     else the user cache dir). ``lock``: a ``modelserve.lock`` pinning what references resolve to;
     content whose digest differs from the pin raises :class:`PinMismatchError`. Registered files are
     size-checked on every load and hashed on first use or when they changed (:class:`IntegrityError`).
-    ``engine``: ``"auto"`` (chosen by file type) or an engine name such as ``"onnxruntime"``.
-    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; nothing falls back silently.
+    ``engine``: ``"auto"`` or an engine name: ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or a
+    plugin's (``ms.engines()`` lists them). ``auto``: ``.xml`` -> OpenVINO, ``.engine``/``.plan`` ->
+    TensorRT, ``.onnx`` -> the first installed engine for the device (CPU: ONNX Runtime, then
+    OpenVINO; CUDA: TensorRT, then ONNX Runtime).
+    ``device``: ``"cpu"``; ``"cuda[:N]"``; ONNX Runtime's providers ``"tensorrt[:N]"`` and
+    ``"openvino[:CPU|GPU|NPU]"``; OpenVINO's ``"gpu[:N]"``, ``"npu"``, ``"auto"``. Nothing falls
+    back silently: a device that cannot be used raises :class:`EngineUnavailableError`.
     ``imgsz``: inference size for dynamic-shape models (default: the model's metadata, else 640;
     rounded up to the stride). Fixed-shape models always use their own input size.
     ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
     with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
     ``channels``: channel order of numpy inputs, ``"bgr"`` (OpenCV) or ``"rgb"``.
-    ``engine_options``: passed to the engine (e.g. ``{"intra_op_threads": 2}`` for ONNX Runtime).
+    ``engine_options``: passed to the engine (e.g. ``{"intra_op_threads": 2}`` for ONNX Runtime,
+    ``{"performance_hint": "throughput"}`` for OpenVINO, ``{"fp16": True}`` for TensorRT). Models
+    loaded from a registry keep compiled artifacts (OpenVINO cache, TensorRT plans) in its artifact
+    area unless ``cache_dir`` is given.
     ``batching``: ``True`` or a :class:`Batching` to let concurrent ``predict``/``apredict`` calls
     share engine batches through a :class:`MicroBatcher` (``None``/``False``: each call runs alone).
 
@@ -72,11 +80,21 @@ def load(
         if not isinstance(source, (str, os.PathLike)):
             raise InvalidInputError(f"source must be a model path or an Engine, got {type(source).__name__}")
         path = os.fspath(source)
+        cache_dir_for = None
         if registry is not None or lock is not None or is_registry_ref(path):
-            path = os.fspath(resolve_for_load(path, registry=registry, lock=lock).path)
+            reg = registry if registry is not None else Registry()
+            version = resolve_for_load(path, registry=reg, lock=lock)
+            path = os.fspath(version.path)
+
+            def cache_dir_for(cls: type[Engine]) -> os.PathLike[str] | None:
+                return reg.engine_cache_dir(version.digest, {"engine": cls.name, "device": str(device)})
+
         if not os.path.exists(path):
             raise ModelLoadError(f"model file not found: {path}")
-        eng = open_engine(path, engine=engine, device=device, **dict(engine_options or {}))
+        eng = open_engine(
+            path, engine=engine, device=device, cache_dir_for=cache_dir_for, hints={"imgsz": imgsz},
+            **dict(engine_options or {}),
+        )
     try:
         out_spec = eng.outputs[0] if eng.outputs else None
         nc = None

@@ -620,6 +620,16 @@ class Registry:
 
         return artifact_dir(self, source_digest, key)
 
+    def engine_cache_dir(self, source_digest: str, key: Mapping[str, str]) -> Path | None:
+        """A directory an engine manages itself (OpenVINO's ``CACHE_DIR``, TensorRT plans written with
+        their own atomic renames), created on demand beside the published artifacts of
+        ``source_digest`` and removed by :meth:`gc` with its source. ``None`` for a read-only registry."""
+        if self.read_only:
+            return None
+        path = self.artifact_dir(source_digest, {**dict(key), "kind": "engine-cache"})
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def find_artifact(self, source_digest: str, key: Mapping[str, str]) -> Path | None:
         """The published artifact directory for (source digest, key), or None."""
         from ._artifacts import find_artifact
