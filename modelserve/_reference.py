@@ -7,6 +7,12 @@ identical to it: ``LetterBox`` + ``cv2.resize(INTER_LINEAR)`` + ``copyMakeBorder
 ``non_max_suppression`` with ``torchvision.ops.nms``.
 
 Inputs are trusted: the public wrappers in :mod:`modelserve.ops` validate them first.
+
+One known difference from torch, in the order of *exactly tied* scores only: where torch sorts
+unstably (``torchvision.ops.batched_nms`` above 1000 boxes orders its result with
+``Tensor.sort(descending=True)``; ``non_max_suppression`` cuts to ``max_nms`` with
+``argsort(descending=True)``), this reference sorts stably, while the compiled kernels call the
+same libstdc++ ``std::sort`` as torch and match it exactly. The kept sets are the same.
 """
 
 from __future__ import annotations
@@ -186,9 +192,11 @@ def batched_nms(
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     if n <= BATCHED_NMS_VANILLA_ABOVE:
-        max_coordinate = boxes.max()
-        offsets = class_ids.astype(np.float32) * (max_coordinate + np.float32(1))
-        return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep)
+        with np.errstate(invalid="ignore", over="ignore"):
+            max_coordinate = boxes.max()
+            offsets = class_ids.astype(np.float32) * (max_coordinate + np.float32(1))
+            shifted = boxes + offsets[:, None]
+        return nms(shifted, scores, iou_threshold, max_keep)
     keep_mask = np.zeros(n, dtype=bool)
     for c in np.unique(class_ids):
         idx = np.flatnonzero(class_ids == c)

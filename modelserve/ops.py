@@ -8,7 +8,8 @@ The wrappers here validate and convert their inputs (raising :class:`InvalidInpu
 the compiled Cython kernels (``modelserve/_kernels``), which release the GIL. When the extension is
 not built, or the environment variable ``MODELSERVE_KERNELS=numpy`` is set (read at every call), the
 NumPy reference implementation in ``modelserve._reference`` runs instead and a ``RuntimeWarning`` is
-issued once per process; :func:`backend` says which one is active. Both give identical results.
+issued once per process; :func:`backend` says which one is active. Both give identical results
+(except the order of exactly tied scores where torch sorts unstably, see ``modelserve._reference``).
 The wrappers never modify their inputs.
 
 Example::
@@ -187,19 +188,38 @@ def letterbox(
 ) -> tuple[np.ndarray, LetterboxInfo]:
     """Letterbox an ``HxWx3`` uint8 image into a ``3 x h x w`` model input tensor.
 
-    The result is bit-identical to Ultralytics' ``LetterBox`` (``cv2.resize`` with ``INTER_LINEAR``,
-    ``copyMakeBorder`` with ``pad_value``), followed by BGR->RGB (when ``bgr_to_rgb``), HWC->CHW and,
-    for float outputs, ``float32 / 255``. ``dtype`` is float32, float16 or uint8 (raw pixels).
-    With ``out`` (C-contiguous ``(3, h, w)`` array of that dtype, e.g. one slot of a batch) the
-    tensor is written there and ``out`` is returned.
+    The result is bit-identical to Ultralytics' preprocessing: ``LetterBox`` (``cv2.resize`` with
+    ``INTER_LINEAR`` when the size changes, ``copyMakeBorder`` with ``pad_value``), then BGR->RGB
+    (when ``bgr_to_rgb``), HWC->CHW and ``float() / 255`` (float32, true division). The resize
+    reproduces OpenCV's 8-bit fixed-point bilinear arithmetic (11-bit weights, horizontal pass into
+    ints, vertical pass ``((b0*(r0>>4))>>16) + ((b1*(r1>>4))>>16) + 2) >> 2``, verified against
+    cv2 4.x/5.0). ``dtype`` float16 gives ``float16(v / 255)``, equal to torch's ``half() / 255``,
+    and is faster; uint8 gives the raw pixels. With ``out`` (C-contiguous ``(3, h, w)`` array of one
+    of those dtypes, e.g. one slot of a preallocated batch) the tensor is written there and ``out``
+    is returned. The kernel releases the GIL.
+
+    Example::
+
+        >>> frame = np.zeros((720, 1280, 3), np.uint8)  # BGR, as cv2 reads it
+        >>> batch = np.empty((2, 3, 640, 640), np.float32)
+        >>> _, info = letterbox(frame, 640, out=batch[0])
+        >>> info.pad_lt
+        (0, 140)
     """
     image = _check_image(image)
     info = letterbox_geometry(image.shape[:2], new_shape, auto=auto, stride=stride, scaleup=scaleup)
-    if not 0 <= int(pad_value) <= 255:
+    try:
+        pad = int(pad_value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"pad_value must be an int in 0..255, got {pad_value!r}") from None
+    if not 0 <= pad <= 255:
         raise InvalidInputError(f"pad_value must be in 0..255, got {pad_value}")
     oh, ow = info.output_hw
     if out is None:
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise InvalidInputError(f"dtype must be float32, float16 or uint8, got {dtype!r}") from None
         if dt not in _OUT_DTYPES:
             raise InvalidInputError(f"dtype must be float32, float16 or uint8, got {dt}")
         out = np.empty((3, oh, ow), dtype=dt)
@@ -213,7 +233,7 @@ def letterbox(
     rw, rh = info.resized_wh
     left, top = info.pad_lt
     if not _use_kernels():
-        _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, int(pad_value), bool(bgr_to_rgb))
+        _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, pad, bool(bgr_to_rgb))
         return out, info
     if (image.shape[0], image.shape[1]) == (rh, rw):
         xt = yt = _NO_TAPS
@@ -222,7 +242,7 @@ def letterbox(
         yt = _taps(image.shape[0], rh, False)
     rc = _k_letterbox.letterbox_into(
         image, out, _OTYPES[out.dtype.char], rw, rh, left, top, *xt, *yt, _LUT32, _LUT16,
-        int(pad_value), bool(bgr_to_rgb)
+        pad, bool(bgr_to_rgb)
     )
     if rc != 0:
         raise MemoryError("letterbox: could not allocate two row buffers")
@@ -283,11 +303,15 @@ def yolo_postprocess(
 ) -> list[np.ndarray]:
     """Decode raw YOLO outputs and run class-aware NMS, like Ultralytics' ``non_max_suppression``.
 
-    ``raw``: ``[B, 4+nc, N]`` (cx, cy, w, h, then one score per class; no objectness). A box is a
-    candidate when its best class score is ``> conf``; a kept box suppresses another of the same class
-    (any class with ``agnostic``) when their IoU is ``> iou``. At most ``max_nms`` candidates (highest
-    first) enter NMS and ``max_det`` detections are kept per image. Returns one ``(n, 6)`` float32
-    array per image, ``[x1, y1, x2, y2, confidence, class]``, highest confidence first.
+    ``raw``: ``[B, 4+nc, N]`` (cx, cy, w, h, then one score per class; no objectness; float16 is
+    converted to float32). A box is a candidate when its best class score is ``> conf`` (compared in
+    float32, as torch does; a NaN score anywhere in its column excludes it, as ``amax`` does); its
+    class is the first best one. Boxes are offset by ``class * 7680`` in float32 (unless
+    ``agnostic``) and a kept box suppresses another when their IoU is ``> iou``
+    (``torchvision.ops.nms``). At most ``max_nms`` candidates (highest first) enter NMS and
+    ``max_det`` detections are kept per image. Returns one ``(n, 6)`` float32 array per image,
+    ``[x1, y1, x2, y2, confidence, class]``, highest confidence first: bit-identical to
+    Ultralytics' ``non_max_suppression`` (single label). The kernel releases the GIL.
     """
     if not isinstance(raw, np.ndarray):
         raise InvalidInputError(f"raw must be a numpy array, got {type(raw).__name__}")
@@ -414,8 +438,7 @@ def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[
     pad_x = np.float32(round((tw - new_w) / 2 - 0.1))
     pad_y = np.float32(round((th - new_h) / 2 - 0.1))
     out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
-    out[:, 0] = ((out[:, 0] - pad_x) / gain_x).clip(0, sw)
-    out[:, 1] = ((out[:, 1] - pad_y) / gain_y).clip(0, sh)
-    out[:, 2] = ((out[:, 2] - pad_x) / gain_x).clip(0, sw)
-    out[:, 3] = ((out[:, 3] - pad_y) / gain_y).clip(0, sh)
+    out -= np.array([pad_x, pad_y, pad_x, pad_y], np.float32)
+    out /= np.array([gain_x, gain_y, gain_x, gain_y], np.float32)
+    np.clip(out, np.float32(0), np.array([sw, sh, sw, sh], np.float32), out=out)
     return out
