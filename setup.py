@@ -55,7 +55,7 @@ setup(
     python_requires=">=3.10",
     packages=["modelserve", "modelserve._kernels", "modelserve._registry", "modelserve.engines"],
     package_dir={"modelserve.engines": "engines"},
-    package_data={"modelserve._kernels": ["*.pxd", "*.pyx"], "modelserve": ["py.typed"]},
+    package_data={"modelserve._kernels": ["*.pxd", "*.pyx", "*.pyi"], "modelserve": ["py.typed"]},
     ext_modules=_extensions(),
     install_requires=["numpy>=1.24", "Pillow>=9.1", "tomli>=1.1; python_version<'3.11'"],
     extras_require={

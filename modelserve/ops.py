@@ -24,6 +24,8 @@ Example::
 from __future__ import annotations
 
 import functools
+import math
+import operator
 import os
 import warnings
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ try:
     from ._kernels import _letterbox as _k_letterbox
     from ._kernels import _nms as _k_nms
 except ImportError as _exc:  # extension not built
-    _k_letterbox = _k_nms = None
+    _k_letterbox = _k_nms = None  # type: ignore[assignment]
     _KERNELS_IMPORT_ERROR: str | None = str(_exc)
 else:
     _KERNELS_IMPORT_ERROR = None
@@ -240,9 +242,11 @@ def letterbox(
     else:
         xt = _taps(image.shape[1], rw, True)
         yt = _taps(image.shape[0], rh, False)
+    xo0, xo1, xa0, xa1 = xt
+    yo0, yo1, yb0, yb1 = yt
     rc = _k_letterbox.letterbox_into(
-        image, out, _OTYPES[out.dtype.char], rw, rh, left, top, *xt, *yt, _LUT32, _LUT16,
-        pad, bool(bgr_to_rgb)
+        image, out, _OTYPES[out.dtype.char], rw, rh, left, top, xo0, xo1, xa0, xa1, yo0, yo1, yb0, yb1,
+        _LUT32, _LUT16, pad, bool(bgr_to_rgb)
     )
     if rc != 0:
         raise MemoryError("letterbox: could not allocate two row buffers")
@@ -254,6 +258,14 @@ def letterbox(
 _LUT32 = (np.arange(256, dtype=np.float32) / np.float32(255)).view(np.uint32)
 _LUT16 = (np.arange(256, dtype=np.float64) / 255).astype(np.float16).view(np.uint16)
 _OTYPES = {"f": 0, "e": 1, "B": 2}
+
+
+def _check_div255() -> bool:
+    """The kernel's division-free ``v / 255`` (``v * HI + v * LO``, float32) is exact for every
+    uint8 ``v``; this is the exhaustive check (also run by the tests)."""
+    v = np.arange(256, dtype=np.float32)
+    hi, lo = np.float32(float.fromhex("0x1.01p-8")), np.float32(float.fromhex("0x1.010102p-24"))
+    return bool(np.array_equal(v * hi + v * lo, v / np.float32(255)))
 _NO_TAPS = tuple(np.zeros(1, np.int32) for _ in range(4))
 
 
@@ -274,9 +286,26 @@ def _check_unit(value: float, what: str) -> float:
         v = float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{what} must be a number, got {value!r}") from None
-    if not np.isfinite(v):
+    if not math.isfinite(v):
         raise InvalidInputError(f"{what} must be finite, got {value!r}")
     return v
+
+
+def _check_count(value: int, what: str) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise InvalidInputError(f"{what} must be an int >= 0, got {value!r}") from None
+    if v < 0:
+        raise InvalidInputError(f"{what} must be an int >= 0, got {value!r}")
+    return v
+
+
+@functools.lru_cache(maxsize=16)
+def _all_classes(nc: int) -> np.ndarray:
+    allowed = np.ones(nc, dtype=np.uint8)
+    allowed.flags.writeable = False
+    return allowed
 
 
 def _check_classes(classes: Sequence[int] | None) -> np.ndarray | None:
@@ -322,23 +351,22 @@ def yolo_postprocess(
     raw = np.ascontiguousarray(raw, dtype=np.float32)
     conf = _check_unit(conf, "conf")
     iou = _check_unit(iou, "iou")
-    if int(max_det) < 0 or int(max_nms) < 0:
-        raise InvalidInputError(f"max_det and max_nms must be >= 0, got {max_det}, {max_nms}")
-    max_det, max_nms = int(max_det), int(max_nms)
+    max_det = _check_count(max_det, "max_det")
+    max_nms = _check_count(max_nms, "max_nms")
     class_arr = _check_classes(classes)
     if not _use_kernels():
         return _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, bool(agnostic), max_nms)
     batch, channels, n = raw.shape
     nc = channels - 4
     if class_arr is None:
-        allowed = np.ones(nc, dtype=np.uint8)
+        allowed = _all_classes(nc)
     else:
         allowed = np.zeros(nc, dtype=np.uint8)
         valid = class_arr[(class_arr >= 0) & (class_arr < nc)]
         allowed[valid] = 1
     rows = max(1, min(max_det, n))
     det = np.empty((batch, rows, 6), dtype=np.float32)
-    counts = np.zeros(batch, dtype=np.int64)
+    counts = np.empty(batch, dtype=np.int64)  # the kernel sets every entry
     rc = _k_nms.yolo_postprocess(
         raw, conf, iou, max_det, allowed, bool(agnostic), max_nms, _reference.MAX_WH, det, counts
     )

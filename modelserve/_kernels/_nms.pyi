@@ -1,0 +1,26 @@
+import numpy as np
+
+def nms(boxes: np.ndarray, scores: np.ndarray, thr: float, max_keep: int, out: np.ndarray) -> int: ...
+def batched_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    offsets: np.ndarray,
+    dense: np.ndarray,
+    ncls: int,
+    use_offsets: bool,
+    thr: float,
+    max_keep: int,
+    out: np.ndarray,
+) -> int: ...
+def yolo_postprocess(
+    raw: np.ndarray,
+    conf: float,
+    thr: float,
+    max_det: int,
+    allowed: np.ndarray,
+    agnostic: bool,
+    max_nms: int,
+    max_wh: float,
+    det: np.ndarray,
+    counts: np.ndarray,
+) -> int: ...
