@@ -67,6 +67,8 @@ setup(
         "dev": [
             "onnxruntime>=1.16",
             "pytest>=7",
+            "setuptools>=70.1",  # the plugin test builds a package without isolation (bdist_wheel)
+            "wheel",
             "hypothesis>=6",
             "onnx>=1.14",
             "opencv-python-headless>=4.8",

@@ -458,15 +458,30 @@ def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[
     Same arithmetic as Ultralytics' ``scale_boxes`` (per-axis gain and padding derived from the two
     shapes, float32). Returns a new float32 array.
     """
+    pad, gain, bound = _scale_constants(tuple(tensor_hw), tuple(source_hw))
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    out -= pad
+    out /= gain
+    np.maximum(out, np.float32(0), out=out)
+    np.minimum(out, bound, out=out)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _scale_constants(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Per-geometry (padding, gain, clip bound) rows for :func:`scale_boxes`, in float32."""
     th, tw = tensor_hw
     sh, sw = source_hw
     gain = min(th / sh, tw / sw)
     new_h, new_w = max(round(sh * gain), 1), max(round(sw * gain), 1)  # as LetterBox rounded them
-    gain_y, gain_x = np.float32(new_h / sh), np.float32(new_w / sw)
-    pad_x = np.float32(round((tw - new_w) / 2 - 0.1))
-    pad_y = np.float32(round((th - new_h) / 2 - 0.1))
-    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
-    out -= np.array([pad_x, pad_y, pad_x, pad_y], np.float32)
-    out /= np.array([gain_x, gain_y, gain_x, gain_y], np.float32)
-    np.clip(out, np.float32(0), np.array([sw, sh, sw, sh], np.float32), out=out)
-    return out
+    gain_y, gain_x = new_h / sh, new_w / sw
+    pad_x = round((tw - new_w) / 2 - 0.1)
+    pad_y = round((th - new_h) / 2 - 0.1)
+    rows = (
+        np.array([pad_x, pad_y, pad_x, pad_y], np.float32),
+        np.array([gain_x, gain_y, gain_x, gain_y], np.float32),
+        np.array([sw, sh, sw, sh], np.float32),
+    )
+    for row in rows:
+        row.setflags(write=False)
+    return rows

@@ -96,19 +96,6 @@ cdef extern from *:
         }
     }
 
-    /* Copy n bytes with streaming (non-temporal) stores where 16-byte aligned: the output is
-       written once and read later by someone else, so skip the read-for-ownership. */
-    static void ms_stream_bytes(void *dst_, const void *src_, Py_ssize_t n) {
-        uint8_t *dst = (uint8_t *)dst_;
-        const uint8_t *src = (const uint8_t *)src_;
-        Py_ssize_t i = 0;
-    #ifdef MS_SSE2
-        for (; i < n && ((uintptr_t)(dst + i) & 15) != 0; i++) dst[i] = src[i];
-        for (; i + 16 <= n; i += 16) _mm_stream_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
-    #endif
-        for (; i < n; i++) dst[i] = src[i];
-    }
-
     #if defined(MS_SSE2) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
     #include <immintrin.h>
     #include <tmmintrin.h>
@@ -238,12 +225,6 @@ cdef extern from *:
         const __m256i B0 = _mm256_set1_epi16((short)b0), B1 = _mm256_set1_epi16((short)b1);
         const __m256i two = _mm256_set1_epi16(2), z = _mm256_setzero_si256(), top = _mm256_set1_epi16(255);
         const __m256 hi255 = _mm256_set1_ps(0x1.01p-8f), lo255 = _mm256_set1_ps(0x1.010102p-24f);
-        if (otype == MS_F32)
-            for (; i < n && ((uintptr_t)(of + i) & 31) != 0; i++)
-                of[i] = (float)ms_vpix(r0[i], r1[i], b0, b1) / 255.0f;
-        else
-            for (; i < n && ((uintptr_t)(o16 + i) & 31) != 0; i++)
-                o16[i] = lut16[ms_vpix(r0[i], r1[i], b0, b1)];
         for (; i + 16 <= n; i += 16) {
             /* packs works per 128-bit lane: v = [i..i+3, i+8..i+11 | i+4..i+7, i+12..i+15] */
             __m256i x = _mm256_packs_epi32(_mm256_srai_epi32(_mm256_loadu_si256((const __m256i *)(r0 + i)), 4),
@@ -260,19 +241,13 @@ cdef extern from *:
                 const __m256 f0 = _mm256_add_ps(_mm256_mul_ps(v0, hi255), _mm256_mul_ps(v0, lo255));
                 const __m256 f1 = _mm256_add_ps(_mm256_mul_ps(v1, hi255), _mm256_mul_ps(v1, lo255));
                 if (otype == MS_F32) {
-                    if (((uintptr_t)(of + i) & 31) == 0) {
-                        _mm256_stream_ps(of + i, f0);
-                        _mm256_stream_ps(of + i + 8, f1);
-                    } else {
-                        _mm256_storeu_ps(of + i, f0);
-                        _mm256_storeu_ps(of + i + 8, f1);
-                    }
+                    _mm256_storeu_ps(of + i, f0);
+                    _mm256_storeu_ps(of + i + 8, f1);
                 } else {
                     /* F16C: float32 -> float16 rounding to nearest-even, as the SSE2 path */
                     const __m256i h16 = _mm256_set_m128i(_mm256_cvtps_ph(f1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                                                          _mm256_cvtps_ph(f0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-                    if (((uintptr_t)(o16 + i) & 31) == 0) _mm256_stream_si256((__m256i *)(o16 + i), h16);
-                    else _mm256_storeu_si256((__m256i *)(o16 + i), h16);
+                    _mm256_storeu_si256((__m256i *)(o16 + i), h16);
                 }
             }
         }
@@ -312,12 +287,6 @@ cdef extern from *:
         if (otype != MS_U8 && ms_have_avx2()) i = ms_vpass_avx2(r0, r1, b0, b1, dst, otype, lut16, n);
     #endif
     #ifdef MS_SSE2
-        if (otype == MS_F32) /* scalar until 16-byte aligned, for the streaming stores */
-            for (; i < n && ((uintptr_t)(of + i) & 15) != 0; i++)
-                of[i] = (float)ms_vpix(r0[i], r1[i], b0, b1) / 255.0f;
-        if (otype == MS_F16)
-            for (; i < n && ((uintptr_t)(o16 + i) & 15) != 0; i++)
-                o16[i] = lut16[ms_vpix(r0[i], r1[i], b0, b1)];
         const __m128i B0 = _mm_set1_epi16((short)b0), B1 = _mm_set1_epi16((short)b1);
         const __m128i two = _mm_set1_epi16(2), z = _mm_setzero_si128(), top = _mm_set1_epi16(255);
         /* v / 255 for integer v in 0..255 without a division: v * HI is exact (HI has 12
@@ -336,13 +305,8 @@ cdef extern from *:
                 const __m128 v0 = _mm_cvtepi32_ps(_mm_unpacklo_epi16(v, z)), v1 = _mm_cvtepi32_ps(_mm_unpackhi_epi16(v, z));
                 __m128 f0 = _mm_add_ps(_mm_mul_ps(v0, hi255), _mm_mul_ps(v0, lo255));
                 __m128 f1 = _mm_add_ps(_mm_mul_ps(v1, hi255), _mm_mul_ps(v1, lo255));
-                if (((uintptr_t)(of + i) & 15) == 0) {  /* streaming stores: no read-for-ownership */
-                    _mm_stream_ps(of + i, f0);
-                    _mm_stream_ps(of + i + 4, f1);
-                } else {
-                    _mm_storeu_ps(of + i, f0);
-                    _mm_storeu_ps(of + i + 4, f1);
-                }
+                _mm_storeu_ps(of + i, f0);
+                _mm_storeu_ps(of + i + 4, f1);
             } else if (otype == MS_F16) {
                 /* float16(v / 255): the float32 quotient rounded to nearest-even half. For v in
                    1..255 it is a normal half (checked for all 256 values against float64 / 255
@@ -355,8 +319,7 @@ cdef extern from *:
                 __m128i hh = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(fh, bias), _mm_and_si128(_mm_srli_epi32(fh, 13), one)), 13);
                 __m128i h16 = _mm_packs_epi32(_mm_sub_epi32(hl, eb), _mm_sub_epi32(hh, eb));
                 h16 = _mm_andnot_si128(_mm_cmpeq_epi16(v, z), h16);
-                if (((uintptr_t)(o16 + i) & 15) == 0) _mm_stream_si128((__m128i *)(o16 + i), h16);
-                else _mm_storeu_si128((__m128i *)(o16 + i), h16);
+                _mm_storeu_si128((__m128i *)(o16 + i), h16);
             } else {
                 _mm_storel_epi64((__m128i *)(o8 + i), _mm_packus_epi16(v, v));
             }
@@ -380,10 +343,9 @@ cdef extern from *:
             uint16_t *q = (uint16_t *)p;
             i = 0;
     #ifdef MS_SSE2
-            for (; i < n && ((uintptr_t)(q + i) & 15) != 0; i++) q[i] = (uint16_t)bits;
             {
                 __m128i b = _mm_set1_epi16((short)bits);
-                for (; i + 8 <= n; i += 8) _mm_stream_si128((__m128i *)(q + i), b);
+                for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(q + i), b);
             }
     #endif
             for (; i < n; i++) q[i] = (uint16_t)bits;
@@ -392,10 +354,9 @@ cdef extern from *:
             uint32_t *q = (uint32_t *)p;
             i = 0;
     #ifdef MS_SSE2
-            for (; i < n && ((uintptr_t)(q + i) & 15) != 0; i++) q[i] = bits;
             {
                 __m128i b = _mm_set1_epi32((int)bits);
-                for (; i + 4 <= n; i += 4) _mm_stream_si128((__m128i *)(q + i), b);
+                for (; i + 4 <= n; i += 4) _mm_storeu_si128((__m128i *)(q + i), b);
             }
     #endif
             for (; i < n; i++) q[i] = bits;
@@ -403,44 +364,27 @@ cdef extern from *:
     }
 
     /* Scatter source pixels (rows yo[dy], byte offsets xo[dx]; NULL: identity) into the planes,
-       converted with the lookup tables. Ends with a store fence (streaming stores). Returns 0, or
-       -1 when out of memory. */
-    static int ms_sample(const uint8_t *src, Py_ssize_t W, char *const *P, int otype, Py_ssize_t OW,
-                         Py_ssize_t rw, Py_ssize_t rh, Py_ssize_t left, Py_ssize_t top, const int32_t *xo,
-                         const int32_t *yo, const uint32_t *lut32, const uint16_t *lut16) {
+       converted with the lookup tables. Plain stores: the tensor is read by the engine right
+       after, so it should stay in cache. */
+    static void ms_sample(const uint8_t *src, Py_ssize_t W, char *const *P, int otype, Py_ssize_t OW,
+                          Py_ssize_t rw, Py_ssize_t rh, Py_ssize_t left, Py_ssize_t top, const int32_t *xo,
+                          const int32_t *yo, const uint32_t *lut32, const uint16_t *lut16) {
         Py_ssize_t dx, dy;
-        uint32_t *tmp32 = NULL;
-        if (otype != MS_U8) {
-            tmp32 = (uint32_t *)malloc((size_t)(3 * rw) * sizeof(uint32_t));
-            if (tmp32 == NULL) {
-    #ifdef MS_SSE2
-                _mm_sfence();
-    #endif
-                return -1;
-            }
-        }
         for (dy = 0; dy < rh; dy++) {
             const uint8_t *S = src + (yo != NULL ? yo[dy] : dy) * W * 3;
             const size_t off = (size_t)((top + dy) * OW + left);
             if (otype == MS_F32) {
-                /* build the three rows in a cache-resident buffer, then stream them out */
-                uint32_t *q0 = tmp32, *q1 = tmp32 + rw, *q2 = tmp32 + 2 * rw;
+                uint32_t *q0 = (uint32_t *)P[0] + off, *q1 = (uint32_t *)P[1] + off, *q2 = (uint32_t *)P[2] + off;
                 if (xo == NULL)
                     for (dx = 0; dx < rw; dx++) { q0[dx] = lut32[S[3*dx]]; q1[dx] = lut32[S[3*dx+1]]; q2[dx] = lut32[S[3*dx+2]]; }
                 else
                     for (dx = 0; dx < rw; dx++) { const uint8_t *p = S + xo[dx]; q0[dx] = lut32[p[0]]; q1[dx] = lut32[p[1]]; q2[dx] = lut32[p[2]]; }
-                ms_stream_bytes((uint32_t *)P[0] + off, q0, 4 * rw);
-                ms_stream_bytes((uint32_t *)P[1] + off, q1, 4 * rw);
-                ms_stream_bytes((uint32_t *)P[2] + off, q2, 4 * rw);
             } else if (otype == MS_F16) {
-                uint16_t *q0 = (uint16_t *)tmp32, *q1 = q0 + rw, *q2 = q0 + 2 * rw;
+                uint16_t *q0 = (uint16_t *)P[0] + off, *q1 = (uint16_t *)P[1] + off, *q2 = (uint16_t *)P[2] + off;
                 if (xo == NULL)
                     for (dx = 0; dx < rw; dx++) { q0[dx] = lut16[S[3*dx]]; q1[dx] = lut16[S[3*dx+1]]; q2[dx] = lut16[S[3*dx+2]]; }
                 else
                     for (dx = 0; dx < rw; dx++) { const uint8_t *p = S + xo[dx]; q0[dx] = lut16[p[0]]; q1[dx] = lut16[p[1]]; q2[dx] = lut16[p[2]]; }
-                ms_stream_bytes((uint16_t *)P[0] + off, q0, 2 * rw);
-                ms_stream_bytes((uint16_t *)P[1] + off, q1, 2 * rw);
-                ms_stream_bytes((uint16_t *)P[2] + off, q2, 2 * rw);
             } else {
                 uint8_t *q0 = (uint8_t *)P[0] + off, *q1 = (uint8_t *)P[1] + off, *q2 = (uint8_t *)P[2] + off;
                 if (xo == NULL)
@@ -449,11 +393,6 @@ cdef extern from *:
                     for (dx = 0; dx < rw; dx++) { const uint8_t *p = S + xo[dx]; q0[dx] = p[0]; q1[dx] = p[1]; q2[dx] = p[2]; }
             }
         }
-        free(tmp32);
-    #ifdef MS_SSE2
-        _mm_sfence();
-    #endif
-        return 0;
     }
 
     /* The whole letterbox. out: (3, OH, OW) elements of size 4/2/1 (otype). lut32/lut16: 256 bit
@@ -490,7 +429,8 @@ cdef extern from *:
         P[2] = base + (size_t)((rgb ? 0 : 2) * plane) * es;
 
         if (rw == W && rh == H) { /* no resize: convert and de-interleave */
-            return ms_sample(src, W, P, otype, OW, rw, rh, left, top, NULL, NULL, lut32, lut16);
+            ms_sample(src, W, P, otype, OW, rw, rh, left, top, NULL, NULL, lut32, lut16);
+            return 0;
         }
         {
             /* Every tap weight (2048, 0) (e.g. 1920x1080 -> 640x360, any odd integer factor):
@@ -500,17 +440,13 @@ cdef extern from *:
             for (dx = 0; dx < rw && trivial; dx++) trivial = xa0[dx] == 2048 && xa1[dx] == 0;
             for (dy = 0; dy < rh && trivial; dy++) trivial = yb0[dy] == 2048 && yb1[dy] == 0;
             if (trivial) {
-                return ms_sample(src, W, P, otype, OW, rw, rh, left, top, xo0, yo0, lut32, lut16);
+                ms_sample(src, W, P, otype, OW, rw, rh, left, top, xo0, yo0, lut32, lut16);
+                return 0;
             }
         }
 
         buf = (int32_t *)malloc((size_t)(6 * rw + 4 * rw + 16) * sizeof(int32_t) + (size_t)(3 * rw + 64));
-        if (buf == NULL) {
-    #ifdef MS_SSE2
-            _mm_sfence();
-    #endif
-            return -1;
-        }
+        if (buf == NULL) return -1;
         for (c = 0; c < 3; c++) { slot[0][c] = buf + c * rw; slot[1][c] = buf + (3 + c) * rw; }
         wv = buf + 6 * rw;
         for (dx = 0; dx < rw; dx++) {
@@ -566,9 +502,6 @@ cdef extern from *:
                          P[c] + (size_t)((top + dy) * OW + left) * es, otype, lut16, tmp, rw);
         }
         free(buf);
-    #ifdef MS_SSE2
-        _mm_sfence();
-    #endif
         return 0;
     }
     """
