@@ -161,7 +161,8 @@ class OnnxRuntimeEngine(Engine):
                     f"{ort.__version__} offers only {available}: {_EXTRAS[kind]}"
                 )
         try:
-            self._session = ort.InferenceSession(path, sess_options=sess_options, providers=providers)
+            # enable_fallback=0: no retry with other providers while the session is built, either
+            self._session = ort.InferenceSession(path, sess_options=sess_options, providers=providers, enable_fallback=0)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             text = str(exc)
             if kind != "cpu" and any(w in text for w in ("CUDA", "TensorRT", "OpenVINO", "provider")):

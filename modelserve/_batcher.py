@@ -376,7 +376,7 @@ class MicroBatcher(Generic[T, R]):
         """True once :meth:`close` was called or the batch loop died."""
         return self._closed
 
-    def submit(self, item: T, *, timeout_ms: float | None = None) -> Future[R]:
+    def submit(self, item: T, *, timeout_ms: float | None = None, block: bool | None = None) -> Future[R]:
         """Queue ``item`` and return a :class:`concurrent.futures.Future` of its result.
 
         ``timeout_ms`` (> 0; default: the batcher's ``timeout_ms``; ``inf``: none) is the item's
@@ -385,14 +385,17 @@ class MicroBatcher(Generic[T, R]):
         item starts removes it from the queue. Raises :class:`QueueFullError` at once when the
         queue is full and ``on_full="reject"``; with ``on_full="block"`` waits for room (up to the
         deadline, after which the returned future has failed with :class:`DeadlineExceededError`).
+        ``block`` overrides ``on_full`` for this request (``True``: wait for room, ``False``: reject);
+        e.g. a caller whose first item was admitted can wait for room for the rest of its items.
         Raises :class:`BatcherClosedError` after :meth:`close` (also when close happens while
         blocked), :class:`InvalidInputError` for a bad ``timeout_ms`` or when ``group_key`` fails.
         """
         req = self._new_request(item, timeout_ms)
+        blocking = self._block if block is None else bool(block)
         with self._lock:
             self._check_open_locked()
             if self._live >= self._bound:
-                if not self._block:
+                if not blocking:
                     self._rejected += 1
                     raise QueueFullError(
                         f"{self._name}: queue full ({self._live} of max_queue_size={self._bound} requests"
@@ -427,18 +430,19 @@ class MicroBatcher(Generic[T, R]):
             future.cancel()
             raise
 
-    async def acall(self, item: T, *, timeout_ms: float | None = None) -> R:
+    async def acall(self, item: T, *, timeout_ms: float | None = None, block: bool | None = None) -> R:
         """Asyncio version of :meth:`__call__`; never blocks the event loop.
 
         Cancelling the awaiting task cancels the request if it has not started (it then never
         runs); a request that has started runs to completion and its result is dropped. With
-        ``on_full="block"`` a full queue is waited on asynchronously.
+        ``on_full="block"`` (or ``block=True``, as for :meth:`submit`) a full queue is waited on
+        asynchronously.
         """
         loop = asyncio.get_running_loop()
-        if self._block:
+        if self._block if block is None else block:
             future = await self._asubmit_blocking(item, timeout_ms, loop)
         else:
-            future = self.submit(item, timeout_ms=timeout_ms)
+            future = self.submit(item, timeout_ms=timeout_ms, block=False)
         return await asyncio.wrap_future(future, loop=loop)
 
     def stats(self) -> BatcherStats:
@@ -632,7 +636,7 @@ class MicroBatcher(Generic[T, R]):
                 self._async_waiters.append((loop, waiter))
             try:
                 await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                 pass
             finally:
                 if not waiter.done() or waiter.cancelled():  # not woken: unregister it

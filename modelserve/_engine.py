@@ -17,6 +17,8 @@ Contract for implementers:
   ``outputs`` order. It must be safe to call from several threads at once (serialise internally if
   the runtime is not).
 * ``close()`` frees the runtime's resources; calling it twice is harmless.
+* ``max_batch_size``: the largest batch ``run`` accepts (``None``: no limit beyond the input's
+  shape). The Predictor splits larger batches into chunks of at most this size.
 
 Optional class-level hooks (defaults shown below): ``option_names`` (the options ``__init__``
 accepts, so ``engine="auto"`` can skip an engine that would reject them), ``available_devices()``
@@ -67,6 +69,9 @@ class Engine(abc.ABC):
     outputs: tuple[TensorSpec, ...]
     metadata: Mapping[str, str]
     device: str
+
+    #: The largest batch ``run`` accepts; ``None``: unlimited (a fixed batch dimension aside).
+    max_batch_size: int | None = None
 
     @abc.abstractmethod
     def __init__(self, path: str, *, device: str = "cpu", **options: Any) -> None: ...

@@ -68,6 +68,8 @@ def _open(source: Any, what: str) -> Image:
         raise InvalidInputError(f"image file not found: {source}") from exc
     except IsADirectoryError as exc:
         raise InvalidInputError(f"expected an image file, got a directory: {source}") from exc
+    except PILImage.DecompressionBombError as exc:
+        raise InvalidInputError(f"refusing to decode {what}: {exc}") from exc
     except (PILImage.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidInputError(f"cannot decode {what}: not a supported image ({exc})") from exc
 

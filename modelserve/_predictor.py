@@ -167,15 +167,18 @@ class Predictor:
         return batches
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch, split or zero-padded to the engine's fixed batch size when it has one."""
+        """Run one batch: zero-padded to the engine's fixed batch size when it has one, and split
+        into chunks the engine accepts (its fixed size, or ``engine.max_batch_size``, e.g. the top
+        of a TensorRT optimisation profile)."""
         fixed = self._fixed_batch
-        if fixed is None or fixed == len(batch):
+        limit = fixed or getattr(self.engine, "max_batch_size", None)
+        if limit is None or (len(batch) <= limit and (fixed is None or fixed == len(batch))):
             return np.asarray(self.engine.run({self._input.name: batch})[0])
         outs = []
-        for start in range(0, len(batch), fixed):
-            chunk = batch[start : start + fixed]
+        for start in range(0, len(batch), limit):
+            chunk = batch[start : start + limit]
             n = len(chunk)
-            if n < fixed:
+            if fixed is not None and n < fixed:
                 chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
             outs.append(np.asarray(self.engine.run({self._input.name: chunk})[0])[:n])
         return np.concatenate(outs)
@@ -271,8 +274,10 @@ class Predictor:
         t1 = time.perf_counter()
         futures = []
         try:
-            for _, tensor in prepared:
-                futures.append(batcher.submit(tensor))
+            # The first image meets the queue's policy (on_full); once the call is admitted, the
+            # rest of its images wait for room, so a long list never fails on its own length.
+            for n, (_, tensor) in enumerate(prepared):
+                futures.append(batcher.submit(tensor, block=True if n else None))
             raws = [f.result() for f in futures]
         except BaseException:
             for f in futures:
@@ -309,15 +314,15 @@ class Predictor:
         opts = self.options.merged(**kwargs)
         single = is_single_image(images)
         sources = [images] if single else list(images)
-        results = await asyncio.gather(*(self._apredict_one(batcher, s, opts) for s in sources))
+        results = await asyncio.gather(*(self._apredict_one(batcher, s, opts, n > 0) for n, s in enumerate(sources)))
         return results[0] if single else list(results)
 
-    async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions) -> Detections:
+    async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions, wait: bool) -> Detections:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         img, tensor = await loop.run_in_executor(None, self._prepare, source)
         t1 = time.perf_counter()
-        raw = await batcher.acall(tensor)
+        raw = await batcher.acall(tensor, block=True if wait else None)
         t2 = time.perf_counter()
         result = self._finish(img, tensor, raw, opts)
         return _with_speed([result], t0, t1, t2, time.perf_counter())[0]

@@ -542,6 +542,36 @@ def test_queue_full_rejects_at_once(make):
     assert b(3) == 6  # room again
 
 
+def test_block_argument_overrides_on_full_per_request(make):
+    fn = Recorder()
+    b = make(fn, max_queue_size=1)  # on_full="reject"
+    b.pause()
+    first = b.submit(1)
+    thread, box = run_thread(lambda: b.submit(2, block=True))
+    thread.join(0.2)
+    assert thread.is_alive() and not box  # waits for room instead of raising
+    b.resume()
+    join(thread)
+    assert box["result"].result(WAIT_S) == 4 and first.result(WAIT_S) == 2
+    blocking = make(fn, max_queue_size=1, on_full="block")
+    blocking.pause()
+    blocking.submit(5)
+    with pytest.raises(QueueFullError):
+        blocking.submit(6, block=False)
+
+    async def full_then_wait():
+        b.pause()
+        b.submit(7)
+        task = asyncio.ensure_future(b.acall(8, block=True))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        b.resume()
+        return await asyncio.wait_for(task, WAIT_S)
+
+    assert asyncio.run(full_then_wait()) == 16
+    blocking.resume()
+
+
 def test_default_queue_bound_is_8_x_batch_x_concurrency(make):
     b = make(max_batch_size=2, max_concurrent_batches=2)
     b.pause()

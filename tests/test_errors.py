@@ -113,6 +113,28 @@ def test_truncated_jpeg(predictor, photo):
         predictor.predict(data[: len(data) // 3])
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels (and holds no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused(predictor, tmp_path):
+    bomb = _png_header(100_000, 100_000)  # 10 gigapixels claimed by a few dozen bytes
+    with pytest.raises(ms.InvalidInputError, match="refusing to decode"):
+        predictor.predict(bomb)
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb)
+    with pytest.raises(ms.InvalidInputError, match="refusing to decode"):
+        predictor.predict(str(path))
+
+
 def test_directory_as_image(predictor, tmp_path):
     with pytest.raises(ms.InvalidInputError, match="directory"):
         predictor.predict(str(tmp_path))

@@ -26,8 +26,8 @@ class _Recording(Engine):
 
     name = "recording-test"
 
-    def __init__(self, inner):
-        self.inner, self.inputs, self.outputs = inner, inner.inputs, inner.outputs
+    def __init__(self, inner, poison=True):
+        self.inner, self.inputs, self.outputs, self.poison = inner, inner.inputs, inner.outputs, poison
         self.metadata, self.device = inner.metadata, inner.device
         self.sizes: list[int] = []
         self.lock = threading.Lock()
@@ -36,7 +36,7 @@ class _Recording(Engine):
         (x,) = feeds.values()
         with self.lock:
             self.sizes.append(len(x))
-        if (x.reshape(len(x), -1).max(axis=1) <= 114 / 255).any():  # a letterboxed black image
+        if self.poison and (x.reshape(len(x), -1).max(axis=1) <= 114 / 255).any():  # a letterboxed black image
             raise RuntimeError("poisoned batch")
         return self.inner.run(feeds)
 
@@ -74,6 +74,32 @@ def test_list_input_and_overrides_with_batching(predictor, images):
             same(a, b)
 
 
+def test_a_list_longer_than_the_queue_is_admitted_whole(predictor, images):
+    """One call's images wait for room once the call is admitted: predict(list) never fails on
+    its own length, and gives what the unbatched predictor gives."""
+    p = ms.load(_Recording(predictor.engine), batching=ms.Batching(max_batch_size=2, max_queue_size=3))
+    many = [images[k % len(images)] for k in range(20)]
+    expected = predictor.predict(many)
+    for a, b in zip(p.predict(many), expected):
+        same(a, b)
+    for a, b in zip(asyncio.run(p.apredict(many)), expected):
+        same(a, b)
+    p.close()
+
+
+def test_a_full_queue_still_rejects_a_new_call(predictor, images):
+    p = ms.load(_Recording(predictor.engine), batching=ms.Batching(max_batch_size=1, max_queue_size=1))
+    p.batcher.pause()
+    try:
+        first = p.batcher.submit(p._prepare(images[0])[1])  # fills the queue (bound 1)
+        with pytest.raises(ms.QueueFullError):
+            p.predict([images[0], images[1]])
+    finally:
+        p.batcher.resume()
+    first.result(timeout=30)
+    p.close()
+
+
 def test_asyncio_hundreds_of_callers(predictor, images):
     expected = [predictor.predict(im) for im in images]
     eng = _Recording(predictor.engine)
@@ -99,6 +125,44 @@ def test_fixed_batch_engine_gets_split_batches(fixed_predictor, images):
         same(r, expected[k % len(images)])
     assert set(eng.sizes) == {1}  # the engine only ever saw its fixed batch size
     p.close()
+
+
+class _Limited(_Recording):
+    """A real engine that, like a TensorRT profile, accepts at most two images per run."""
+
+    max_batch_size = 2
+
+    def run(self, feeds):
+        (x,) = feeds.values()
+        if len(x) > self.max_batch_size:
+            raise RuntimeError(f"batch of {len(x)} is over the profile's maximum")
+        return super().run(feeds)
+
+
+def test_batches_are_split_at_the_engines_max_batch_size(predictor, images):
+    same_size = [images[0]] * 5
+    expected = predictor.predict(same_size[0])
+    eng = _Limited(predictor.engine)
+    for p in (ms.load(eng), ms.load(eng, batching=ms.Batching(max_batch_size=8, max_delay_ms=50))):
+        for got in p.predict(same_size):
+            same(got, expected)
+    assert eng.sizes and max(eng.sizes) == 2, eng.sizes
+
+
+def test_fixed_batch_of_four_is_padded_and_split(tmp_path, fixed_detector_path, fixed_predictor, images):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(fixed_detector_path))
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = 4
+    path = tmp_path / "batch4.onnx"
+    onnx.save(model, str(path))
+    eng = _Recording(ms.load(path).engine, poison=False)  # the padding slots are blank
+    p = ms.load(eng)
+    five = images[:5]
+    for got, want in zip(p.predict(five), [fixed_predictor.predict(im) for im in five]):
+        same(got, want)
+    assert eng.sizes == [4, 4]  # 4 images, then 1 image padded with 3 blank slots
+    eng.inner.close()
 
 
 def test_poisoned_image_fails_only_its_caller(predictor, images):
