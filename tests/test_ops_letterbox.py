@@ -237,8 +237,8 @@ import numpy as np
 from modelserve import _reference, ops
 assert ops.backend() == "cython"
 rng = np.random.default_rng(3)
-sizes = [(720, 1280), (1080, 810), (37, 101), (1, 1), (5, 3000), (333, 517), (100, 100)]
-shapes = [(320, 320), (97, 211), (480, 640)]
+sizes = [(720, 1280), (1080, 810), (37, 101), (1, 1), (5, 3000), (333, 517), (100, 100), (61, 29)]
+shapes = [(320, 320), (97, 211), (480, 640), (64, 1000), (40, 23)]
 for i, (h, w) in enumerate(sizes):
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     for shape in shapes:
