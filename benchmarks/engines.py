@@ -30,8 +30,9 @@ import modelserve as ms  # noqa: E402
 from modelserve._engines_registry import explain_choice, list_engines, open_engine  # noqa: E402
 
 
-def configurations(include_gpu: bool = True) -> list[tuple[str, str, str, dict]]:
-    """``(label, engine, device, options)`` for every engine usable on this machine."""
+def configurations(include_gpu: bool = True, max_batch: int = 32) -> list[tuple[str, str, str, dict]]:
+    """``(label, engine, device, options)`` for every engine usable on this machine; TensorRT's
+    profile covers batches up to ``max_batch``."""
     usable = {e.name: e for e in list_engines() if e.available}
     configs = []
     if "onnxruntime" in usable:
@@ -46,8 +47,8 @@ def configurations(include_gpu: bool = True) -> list[tuple[str, str, str, dict]]
         if ort and "tensorrt" in ort.devices:
             configs.append(("onnxruntime tensorrt-ep", "onnxruntime", "tensorrt", {}))
         if "tensorrt" in usable:
-            configs.append(("tensorrt fp32", "tensorrt", "cuda", {"max_batch": 32}))
-            configs.append(("tensorrt fp16", "tensorrt", "cuda", {"max_batch": 32, "fp16": True}))
+            configs.append(("tensorrt fp32", "tensorrt", "cuda", {"max_batch": max_batch}))
+            configs.append(("tensorrt fp16", "tensorrt", "cuda", {"max_batch": max_batch, "fp16": True}))
     return configs
 
 
@@ -91,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     for e in list_engines():
         print(f"#   {e.name}: {e.version or '-'} devices={list(e.devices)} {e.reason or ''}")
     engines: dict[str, ms.Engine] = {}
-    for label, name, device, options in configurations():
+    for label, name, device, options in configurations(max_batch=max(args.batches)):
         try:
-            engines[label] = open_engine(args.model, engine=name, device=device, **options)
+            # imgsz is a hint: engines that build for a size (TensorRT's profile) take it, others ignore it
+            engines[label] = open_engine(args.model, engine=name, device=device, hints={"imgsz": args.imgsz}, **options)
         except ms.ModelserveError as exc:
             print(f"# skip {label}: {exc}")
     results: dict[str, dict[int, tuple[float, float]]] = {label: {} for label in engines}
