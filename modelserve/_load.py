@@ -92,7 +92,8 @@ def load(
         if not os.path.exists(path):
             raise ModelLoadError(f"model file not found: {path}")
         eng = open_engine(
-            path, engine=engine, device=device, cache_dir_for=cache_dir_for, hints={"imgsz": imgsz},
+            path, engine=engine, device=device, cache_dir_for=cache_dir_for,
+            hints={"imgsz": imgsz, "max_batch": batching.max_batch_size if batching is not None else None},
             **dict(engine_options or {}),
         )
     try:

@@ -29,6 +29,8 @@ from ._metadata import ModelInfo
 __all__ = ["Predictor", "PredictOptions"]
 
 _DEFAULT_IMGSZ = 640
+_PAD_VALUE = 114  # Ultralytics' letterbox grey
+_MAX_NMS = 30000  # Ultralytics' max_nms: candidates entering NMS, highest scores first
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class PredictOptions:
             object.__setattr__(self, "classes", values)
         if not isinstance(self.agnostic, (bool, np.bool_)):
             raise InvalidInputError(f"agnostic must be a bool, got {self.agnostic!r}")
+
+    @functools.cached_property
+    def class_array(self) -> np.ndarray | None:
+        """``classes`` as the int64 array the kernels take (``None``: every class)."""
+        return None if self.classes is None else np.asarray(self.classes, dtype=np.int64)
 
     def merged(self, **overrides: Any) -> "PredictOptions":
         """A copy with the non-None ``overrides`` applied."""
@@ -151,18 +158,16 @@ class Predictor:
 
     def _preprocess(self, images: Sequence[Image]) -> list[tuple[list[int], np.ndarray]]:
         """Group images by letterboxed shape and fill one batch tensor per group."""
+        layouts = [self._layout(img) for img in images]
         groups: dict[tuple[int, int], list[int]] = {}
-        for i, img in enumerate(images):
-            groups.setdefault(self._layout(img).output_hw, []).append(i)
+        for i, layout in enumerate(layouts):
+            groups.setdefault(layout.output_hw, []).append(i)
         batches = []
         for (h, w), idx in groups.items():
             batch = np.empty((len(idx), 3, h, w), dtype=self._input.dtype)
             for slot, i in enumerate(idx):
-                img = images[i]
-                ops.letterbox(
-                    img.pixels, self.imgsz, auto=self.dynamic, stride=self.info.stride,
-                    bgr_to_rgb=img.bgr, out=batch[slot],
-                )
+                # load_image gave a C-contiguous HxWx3 uint8 array and the slot has the layout's shape
+                ops._letterbox_fill(images[i].pixels, batch[slot], layouts[i], _PAD_VALUE, images[i].bgr)
             batches.append((idx, batch))
         return batches
 
@@ -183,15 +188,24 @@ class Predictor:
             outs.append(np.asarray(self.engine.run({self._input.name: chunk})[0])[:n])
         return np.concatenate(outs)
 
-    def _postprocess(self, raw: np.ndarray, opts: PredictOptions) -> list[np.ndarray]:
+    def _detect(self, raw: np.ndarray, opts: PredictOptions, tensor_hw: tuple[int, int],
+                images: Sequence[Image]) -> list[Detections]:
+        """Raw outputs of one batch of ``tensor_hw`` tensors -> Detections in each image's pixels."""
         if raw.ndim != 3:
             raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
-        raw = raw.astype(np.float32, copy=False)
+        raw = np.ascontiguousarray(raw, dtype=np.float32)
+        source_hws = [image.pixels.shape[:2] for image in images]
         if self.info.end2end or raw.shape[-1] == 6:
-            return [self._end2end(r, opts) for r in raw]
-        return ops.yolo_postprocess(
-            raw, conf=opts.conf, iou=opts.iou, max_det=opts.max_det, classes=opts.classes, agnostic=opts.agnostic
-        )
+            rows = [self._end2end(r, opts) for r in raw]
+            for det, hw in zip(rows, source_hws):
+                det[:, :4] = ops.scale_boxes(det[:, :4], tensor_hw, hw)
+        else:
+            scales = [ops._scale_row(tensor_hw, hw) for hw in source_hws]
+            scale = scales[0][None] if len(scales) == 1 else np.stack(scales)
+            rows = ops._yolo_rows(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
+                                  _MAX_NMS, scale)
+        names = self.names
+        return [Detections._from_rows(det, names, (int(hw[0]), int(hw[1]))) for det, hw in zip(rows, source_hws)]
 
     @staticmethod
     def _end2end(pred: np.ndarray, opts: PredictOptions) -> np.ndarray:
@@ -200,12 +214,6 @@ class Predictor:
         if opts.classes is not None:
             mask &= np.isin(pred[:, 5], np.asarray(opts.classes, dtype=np.float32))
         return np.ascontiguousarray(pred[np.flatnonzero(mask)[: opts.max_det], :6])
-
-    def _to_detections(self, det: np.ndarray, tensor_hw: tuple[int, int], image: Image) -> Detections:
-        """Rows ``[x1, y1, x2, y2, conf, class]`` in tensor pixels -> Detections in image pixels."""
-        source_hw = (int(image.pixels.shape[0]), int(image.pixels.shape[1]))
-        boxes = ops.scale_boxes(det[:, :4], tensor_hw, source_hw)
-        return Detections(boxes, det[:, 4], det[:, 5].astype(np.int64), self.names, source_hw, {})
 
     def predict(
         self,
@@ -244,20 +252,24 @@ class Predictor:
         t1 = time.perf_counter()
         raws = [(idx, batch.shape[2:], self._infer(batch)) for idx, batch in batches]
         t2 = time.perf_counter()
-        by_index: dict[int, Detections] = {}
-        for idx, hw, raw in raws:
-            for i, det in zip(idx, self._postprocess(raw, opts)):
-                by_index[i] = self._to_detections(det, (int(hw[0]), int(hw[1])), decoded[i])
-        results = [by_index[i] for i in range(len(decoded))]
+        if len(raws) == 1:  # one tensor shape: results already in input order
+            idx, hw, raw = raws[0]
+            results = self._detect(raw, opts, (int(hw[0]), int(hw[1])), decoded)
+        else:
+            by_index: dict[int, Detections] = {}
+            for idx, hw, raw in raws:
+                dets = self._detect(raw, opts, (int(hw[0]), int(hw[1])), [decoded[i] for i in idx])
+                by_index.update(zip(idx, dets))
+            results = [by_index[i] for i in range(len(decoded))]
         return _with_speed(results, t0, t1, t2, time.perf_counter())
 
     # -- batched path ---------------------------------------------------------------------------
     def _prepare(self, source: Any) -> tuple[Image, np.ndarray]:
         """Decode and letterbox one image into its own ``(3, h, w)`` tensor (caller's thread)."""
         img = load_image(source, self.channels)
-        h, w = self._layout(img).output_hw
-        tensor = np.empty((3, h, w), dtype=self._input.dtype)
-        ops.letterbox(img.pixels, self.imgsz, auto=self.dynamic, stride=self.info.stride, bgr_to_rgb=img.bgr, out=tensor)
+        layout = self._layout(img)
+        tensor = np.empty((3, *layout.output_hw), dtype=self._input.dtype)
+        ops._letterbox_fill(img.pixels, tensor, layout, _PAD_VALUE, img.bgr)
         return img, tensor
 
     def _run_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
@@ -265,8 +277,7 @@ class Predictor:
         return list(self._infer(np.stack(tensors)))
 
     def _finish(self, image: Image, tensor: np.ndarray, raw: np.ndarray, opts: PredictOptions) -> Detections:
-        det = self._postprocess(raw[None], opts)[0]
-        return self._to_detections(det, (int(tensor.shape[1]), int(tensor.shape[2])), image)
+        return self._detect(raw[None], opts, (int(tensor.shape[1]), int(tensor.shape[2])), [image])[0]
 
     def _predict_batched(self, batcher: MicroBatcher, sources: list[Any], opts: PredictOptions) -> list[Detections]:
         t0 = time.perf_counter()

@@ -232,11 +232,18 @@ def letterbox(
             raise InvalidInputError(f"out must have shape {(3, oh, ow)}, got {out.shape}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidInputError("out must be C-contiguous and writeable")
+    _letterbox_fill(image, out, info, pad, bool(bgr_to_rgb))
+    return out, info
+
+
+def _letterbox_fill(image: np.ndarray, out: np.ndarray, info: LetterboxInfo, pad: int, bgr_to_rgb: bool) -> None:
+    """:func:`letterbox` on validated arguments: C-contiguous uint8 ``image``, ``out`` of the shape
+    ``info`` gives (the Predictor's path, which has checked both already)."""
     rw, rh = info.resized_wh
     left, top = info.pad_lt
     if not _use_kernels():
-        _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, pad, bool(bgr_to_rgb))
-        return out, info
+        _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, pad, bgr_to_rgb)
+        return
     if (image.shape[0], image.shape[1]) == (rh, rw):
         xt = yt = _NO_TAPS
     else:
@@ -246,11 +253,10 @@ def letterbox(
     yo0, yo1, yb0, yb1 = yt
     rc = _k_letterbox.letterbox_into(
         image, out, _OTYPES[out.dtype.char], rw, rh, left, top, xo0, xo1, xa0, xa1, yo0, yo1, yb0, yb1,
-        _LUT32, _LUT16, pad, bool(bgr_to_rgb)
+        _LUT32, _LUT16, pad, bgr_to_rgb
     )
     if rc != 0:
         raise MemoryError("letterbox: could not allocate two row buffers")
-    return out, info
 
 
 #: uint8 -> output element, as Ultralytics computes it: float32(v) / 255 (true division; the
@@ -353,9 +359,22 @@ def yolo_postprocess(
     iou = _check_unit(iou, "iou")
     max_det = _check_count(max_det, "max_det")
     max_nms = _check_count(max_nms, "max_nms")
-    class_arr = _check_classes(classes)
+    return _yolo_rows(raw, conf, iou, max_det, _check_classes(classes), bool(agnostic), max_nms, None)
+
+
+def _yolo_rows(
+    raw: np.ndarray, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None, agnostic: bool,
+    max_nms: int, scale: np.ndarray | None,
+) -> list[np.ndarray]:
+    """:func:`yolo_postprocess` on validated arguments (``raw`` C-contiguous float32). With
+    ``scale`` (``(B, 12)`` float32 rows from :func:`_scale_row`), each image's boxes are also mapped
+    back to its source pixels, exactly as :func:`scale_boxes` would (the Predictor's fused path)."""
     if not _use_kernels():
-        return _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, bool(agnostic), max_nms)
+        dets = _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, agnostic, max_nms)
+        if scale is not None:
+            for det, row in zip(dets, scale):
+                det[:, :4] = _scale_with(det[:, :4], row)
+        return dets
     batch, channels, n = raw.shape
     nc = channels - 4
     if class_arr is None:
@@ -368,7 +387,8 @@ def yolo_postprocess(
     det = np.empty((batch, rows, 6), dtype=np.float32)
     counts = np.empty(batch, dtype=np.int64)  # the kernel sets every entry
     rc = _k_nms.yolo_postprocess(
-        raw, conf, iou, max_det, allowed, bool(agnostic), max_nms, _reference.MAX_WH, det, counts
+        raw, conf, iou, max_det, allowed, agnostic, max_nms, _reference.MAX_WH, det, counts,
+        _NO_SCALE if scale is None else scale,
     )
     if rc != 0:
         raise MemoryError("yolo_postprocess: out of memory")
@@ -443,6 +463,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, io
 
 
 _ONE_ZERO = np.zeros(1, dtype=np.float32)
+_NO_SCALE = np.zeros((0, 12), dtype=np.float32)
 
 
 def _check_threshold(value: float) -> float:
@@ -458,18 +479,26 @@ def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[
     Same arithmetic as Ultralytics' ``scale_boxes`` (per-axis gain and padding derived from the two
     shapes, float32). Returns a new float32 array.
     """
-    pad, gain, bound = _scale_constants(tuple(tensor_hw), tuple(source_hw))
-    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
-    out -= pad
-    out /= gain
+    return _scale_with(np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4), _scale_row(tensor_hw, source_hw))
+
+
+def _scale_with(out: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``scale_boxes`` in place on float32 ``(n, 4)`` boxes with a :func:`_scale_row`."""
+    out -= row[0:4]
+    out /= row[4:8]
     np.maximum(out, np.float32(0), out=out)
-    np.minimum(out, bound, out=out)
+    np.minimum(out, row[8:12], out=out)
     return out
 
 
+def _scale_row(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
+    """The (padding[4], gain[4], clip bound[4]) float32 row that maps boxes of a letterboxed
+    ``tensor_hw`` tensor back to a ``source_hw`` image (cached per geometry; read-only)."""
+    return _scale_row_cached((int(tensor_hw[0]), int(tensor_hw[1])), (int(source_hw[0]), int(source_hw[1])))
+
+
 @functools.lru_cache(maxsize=256)
-def _scale_constants(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """Per-geometry (padding, gain, clip bound) rows for :func:`scale_boxes`, in float32."""
+def _scale_row_cached(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
     th, tw = tensor_hw
     sh, sw = source_hw
     gain = min(th / sh, tw / sw)
@@ -477,11 +506,6 @@ def _scale_constants(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> 
     gain_y, gain_x = new_h / sh, new_w / sw
     pad_x = round((tw - new_w) / 2 - 0.1)
     pad_y = round((th - new_h) / 2 - 0.1)
-    rows = (
-        np.array([pad_x, pad_y, pad_x, pad_y], np.float32),
-        np.array([gain_x, gain_y, gain_x, gain_y], np.float32),
-        np.array([sw, sh, sw, sh], np.float32),
-    )
-    for row in rows:
-        row.setflags(write=False)
-    return rows
+    row = np.array([pad_x, pad_y, pad_x, pad_y, gain_x, gain_y, gain_x, gain_y, sw, sh, sw, sh], np.float32)
+    row.setflags(write=False)
+    return row

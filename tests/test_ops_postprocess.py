@@ -105,6 +105,35 @@ def test_kernel_equals_reference(raw, conf, iou, max_det, agnostic, classes):
         assert _bits_equal(g, r)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    raw=raw_outputs(),
+    tensor_hw=st.sampled_from([(32, 32), (64, 96), (320, 256)]),
+    source_hws=st.lists(st.tuples(st.integers(1, 400), st.integers(1, 400)), min_size=2, max_size=2),
+    backend=st.sampled_from(["cython", "numpy"] if ops._k_nms is not None else ["numpy"]),
+)
+def test_fused_scaling_equals_postprocess_then_scale_boxes(raw, tensor_hw, source_hws, backend):
+    """The Predictor's fused path (_yolo_rows with scale rows) is bit-identical to
+    yolo_postprocess followed by scale_boxes, NaN, inf and signed zeros included, on both backends."""
+    scale = np.stack([ops._scale_row(tensor_hw, hw) for hw in source_hws[: raw.shape[0]]])
+    old = os.environ.get(ops.KERNELS_ENV)
+    os.environ[ops.KERNELS_ENV] = backend
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fused = ops._yolo_rows(raw, 0.1, 0.6, 20, None, False, 30000, scale)
+            plain = ops.yolo_postprocess(raw, conf=0.1, iou=0.6, max_det=20)
+    finally:
+        if old is None:
+            del os.environ[ops.KERNELS_ENV]
+        else:
+            os.environ[ops.KERNELS_ENV] = old
+    for f, p, hw in zip(fused, plain, source_hws):
+        expected = p.copy()
+        expected[:, :4] = ops.scale_boxes(p[:, :4], tensor_hw, hw)
+        assert _bits_equal(f, expected)
+
+
 @needs_kernels
 def test_shapes_and_edge_cases():
     raw = np.zeros((3, 6, 0), np.float32)

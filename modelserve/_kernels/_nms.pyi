@@ -23,4 +23,5 @@ def yolo_postprocess(
     max_wh: float,
     det: np.ndarray,
     counts: np.ndarray,
+    scale: np.ndarray,
 ) -> int: ...

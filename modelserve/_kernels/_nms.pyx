@@ -435,6 +435,20 @@ cdef extern from *:
         std::free(bx); std::free(cls); std::free(reg); std::free(seen);
         return nk;
     }
+
+    /* Map n rows [x1, y1, x2, y2, ...] (stride 6) from tensor to image pixels in place, exactly as
+       modelserve.ops.scale_boxes does in float32: (v - pad) / gain, then max(v, 0), min(v, bound)
+       with NumPy's NaN and signed-zero behaviour. s: pad[4], gain[4], bound[4]. */
+    static void ms_scale_rows(float *det, Py_ssize_t n, const float *s) {
+        Py_ssize_t i;
+        int j;
+        for (i = 0; i < n; i++)
+            for (j = 0; j < 4; j++) {
+                float v = (det[6 * i + j] - s[j]) / s[4 + j];
+                v = v < 0.0f ? 0.0f : v;
+                det[6 * i + j] = v > s[8 + j] ? s[8 + j] : v;
+            }
+    }
     """
     Py_ssize_t ms_batched(Py_ssize_t n, const float* boxes, const float* scores, const float* offsets,
                           const int32_t* dense, Py_ssize_t ncls, double thr, Py_ssize_t max_keep,
@@ -442,6 +456,7 @@ cdef extern from *:
     Py_ssize_t ms_yolo_one(const float* raw, Py_ssize_t nc, Py_ssize_t N, float conf, double thr,
                            Py_ssize_t max_det, const uint8_t* allowed, int agnostic, Py_ssize_t max_nms,
                            float max_wh, float* det) nogil
+    void ms_scale_rows(float* det, Py_ssize_t n, const float* s) nogil
 
 
 def nms(const float[:, ::1] boxes, const float[::1] scores, double thr, Py_ssize_t max_keep,
@@ -474,10 +489,11 @@ def batched_nms(const float[:, ::1] boxes, const float[::1] scores, const float[
 
 def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssize_t max_det,
                      const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
-                     float[:, :, ::1] det, int64_t[::1] counts):
+                     float[:, :, ::1] det, int64_t[::1] counts, const float[:, ::1] scale):
     """Decode + NMS for each image of ``raw`` (B, 4+nc, N) into ``det`` (B, >= min(max_det, N), 6);
     ``counts[b]`` receives the number of rows. ``conf`` is compared in float32 (as torch does).
-    Returns 0, or -1 when out of memory."""
+    ``scale``: (0, 12), or (B, 12) rows of pad[4], gain[4], bound[4] that map each image's boxes
+    back to its source pixels (see ``ms_scale_rows``). Returns 0, or -1 when out of memory."""
     cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], nc = C - 4, bi, r
     cdef float fconf = <float>conf
     cdef int rc = 0
@@ -493,4 +509,6 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
                 rc = -1
                 break
             counts[bi] = r
+            if scale.shape[0] > 0:
+                ms_scale_rows(&det[bi, 0, 0], r, &scale[bi, 0])
     return rc
