@@ -78,8 +78,8 @@ def test_register_real_onnx_model_stores_read_only_blob_and_model_info(reg: Regi
     blob = reg.root / "blobs" / "sha256" / mv.files[0].hex[:2] / mv.files[0].hex
     assert os.path.samefile(blob, mv.path)  # stored once
     assert mv.metadata == {"team": "vision", "map": 0.5}
-    if mv.model_info is not None:  # present when modelserve._metadata can describe the model
-        assert mv.model_info["imgsz"] and mv.model_info["names"]
+    assert mv.model_info is not None, "modelserve._metadata should describe a real ONNX detector"
+    assert mv.model_info["imgsz"] and mv.model_info["names"]
     # the manifest is a blob whose sha256 is the version digest
     mblob = reg.root / "blobs" / "sha256" / mv.digest[7:9] / mv.digest[7:]
     import hashlib
@@ -152,6 +152,40 @@ def test_bad_metadata_and_missing_source(reg: Registry, tmp_path: Path) -> None:
         reg.register("det", src, metadata={1: "x"})
     with pytest.raises(RegistryError, match="does not exist"):
         reg.register("det", tmp_path / "nope.onnx")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "fifo-in-dir", "socket-in-dir"])
+def test_register_refuses_devices_fifos_and_sockets(reg: Registry, tmp_path: Path, kind: str) -> None:
+    import socket
+
+    if kind == "dev-zero":
+        src = Path("/dev/zero")
+        if not src.exists():  # pragma: no cover - not POSIX
+            pytest.skip("no /dev/zero")
+    elif kind == "fifo":
+        src = tmp_path / "m.onnx"
+        os.mkfifo(src)
+    else:
+        src = tmp_path / "d"
+        src.mkdir()
+        (src / "model.xml").write_text("<net/>")
+        if kind == "fifo-in-dir":
+            os.mkfifo(src / "model.bin")
+        else:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.bind(str(src / "model.bin"))
+            sock.close()
+    with pytest.raises(RegistryError, match="regular file"):
+        reg.register("det", src)  # returns at once: never blocks on the FIFO nor reads /dev/zero forever
+    assert reg.list_models() == []
+
+
+def test_copy_refuses_a_fifo_swapped_in_after_the_check(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(RegistryError, match="must be a regular file, got a FIFO"):
+        _fs.copy_hashing(fifo, tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
 
 
 # ---------------------------------------------------------------- resolve
@@ -332,6 +366,80 @@ def test_tampered_manifest_and_pointer(reg: Registry, tmp_path: Path) -> None:
     assert not reg.verify().ok
 
 
+def test_reuse_of_a_damaged_blob_repairs_it(reg: Registry, tmp_path: Path) -> None:
+    """A stored blob with flipped bits (same size) is hashed before reuse, and replaced."""
+    data = os.urandom(8000)
+    v1 = reg.register("det", make_file(tmp_path, "a.onnx", data))
+    blob = reg.root / "blobs" / "sha256" / v1.files[0].hex[:2] / v1.files[0].hex
+    tamper(blob, offset=10)
+    v2 = reg.register("other", make_file(tmp_path, "b.onnx", data))  # same content, new version
+    assert v2.files[0].digest == v1.files[0].digest
+    assert v2.path.read_bytes() == data and blob.read_bytes() == data
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o444
+    resolve_for_load("other:1", registry=reg)
+    report = reg.verify()  # only version 1's old tree still holds the damaged inode
+    assert [p.subject for p in report.problems] == ["det:1"]
+
+
+def test_edit_with_restored_mtime_is_caught_on_load(reg: Registry, tmp_path: Path) -> None:
+    mv = reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 10000))
+    blob = reg.root / "blobs" / "sha256" / mv.files[0].hex[:2] / mv.files[0].hex
+    old = time.time() - 3600
+    os.utime(blob, (old, old))  # out of the racy window
+    resolve_for_load("det:1", registry=reg)  # hashed once and recorded
+    st = blob.stat()
+    time.sleep(0.05)  # let the clock that stamps ctime move on
+    os.chmod(blob, 0o644)
+    with open(blob, "r+b") as fh:
+        fh.seek(5000)
+        fh.write(b"b")
+    os.chmod(blob, 0o444)
+    os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))  # forge the timestamps back
+    assert (blob.stat().st_size, blob.stat().st_mtime_ns, blob.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    with pytest.raises(IntegrityError, match="was modified"):
+        resolve_for_load("det:1", registry=reg)
+
+
+def test_manifest_replaced_by_a_directory_gives_typed_errors(reg: Registry, tmp_path: Path) -> None:
+    v1 = reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 100), alias="prod")
+    reg.register("det", make_file(tmp_path, "b.onnx", b"b" * 100))
+    mblob = reg.root / "blobs" / "sha256" / v1.digest[7:9] / v1.digest[7:]
+    _fs.remove_path(mblob)
+    mblob.mkdir()
+    for call in (lambda: reg.resolve("det:1"), lambda: reg.resolve("det@prod"), lambda: reg.list_versions("det"),
+                 lambda: resolve_for_load("det@prod", registry=reg)):
+        with pytest.raises(IntegrityError, match="unreadable"):
+            call()
+    report = reg.verify()
+    assert not report.ok
+    assert {p.subject for p in report.problems} == {"det:1", "det@prod"}
+    plan = reg.gc(dry_run=True, min_age_s=0)  # a manifest it cannot read: nothing of the store is collected
+    assert not plan.blobs and not plan.trees
+    assert reg.resolve("det:2").version == "2"
+
+
+def test_file_replaced_by_a_directory_in_a_tree_is_typed(reg: Registry, tmp_path: Path) -> None:
+    mv = reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 100))
+    os.unlink(mv.path)
+    mv.path.mkdir()
+    with pytest.raises(IntegrityError, match="not a regular file"):
+        resolve_for_load("det:1", registry=reg)
+    assert not reg.verify().ok
+
+
+def test_verify_reports_unexpected_files_in_a_version(reg: Registry, tmp_path: Path) -> None:
+    d = tmp_path / "ov"
+    d.mkdir()
+    (d / "model.xml").write_text("<net/>")
+    (d / "model.bin").write_bytes(b"\0" * 100)
+    mv = reg.register("ov", d)
+    assert reg.verify().ok
+    (mv.root / "plugin.so").write_bytes(b"evil")
+    (mv.root / "extra").mkdir()
+    report = reg.verify()
+    assert sorted(p.message.rsplit(": ", 1)[1] for p in report.problems) == ["extra/", "plugin.so"]
+
+
 # ---------------------------------------------------------------- 5. gc
 def test_gc_removes_deleted_versions_and_their_artifacts(reg: Registry, tmp_path: Path) -> None:
     v1 = reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 100), alias="prod")
@@ -357,6 +465,27 @@ def test_gc_removes_deleted_versions_and_their_artifacts(reg: Registry, tmp_path
     assert plan.done and not art.exists() and not v1.root.exists()
     assert reg.resolve("det:2") == v2 and reg.verify().ok
     assert len(reg.gc(min_age_s=0)) == 0
+
+
+def test_gc_keeps_young_artifacts_and_those_of_live_sources(reg: Registry, tmp_path: Path) -> None:
+    v1 = reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 100))
+    v2 = reg.register("det", make_file(tmp_path, "b.onnx", b"b" * 100))
+    gone = reg.publish_artifact(v1.digest, {"k": "v"}, {"model.plan": b"PLAN"})
+    live = reg.publish_artifact(v2.digest, {"k": "v"}, {"model.plan": b"PLAN"})
+    reg.delete_version("det:1")
+    plan = reg.gc(min_age_s=600)  # the source is gone, but the artifact was just built: kept
+    assert not plan.artifacts and gone.exists() and live.exists()
+    old = time.time() - 3600
+    for p in (gone, gone.parent, live, live.parent):
+        os.utime(p, (old, old))
+    cache = reg.engine_cache_dir(v1.digest, {"engine": "openvino"})  # an engine writing into it now
+    assert cache is not None and cache.parent == gone.parent
+    assert not reg.gc(min_age_s=600).artifacts and gone.exists()
+    os.rmdir(cache)
+    os.utime(gone.parent, (old, old))
+    plan = reg.gc(min_age_s=600)
+    assert plan.artifacts == [gone.parent] and not gone.exists()
+    assert live.exists() and reg.find_artifact(v2.digest, {"k": "v"}) == live
 
 
 def test_artifact_staging_is_atomic(reg: Registry, tmp_path: Path) -> None:
@@ -437,7 +566,8 @@ def test_enospc_at_every_write_leaves_registry_unchanged(reg: Registry, tmp_path
         monkeypatch.setattr(_fs, "_os_write", failing)
         try:
             reg.register("det", d, alias="prod")
-        except RegistryError as exc:
+        except RegistryError as caught:
+            exc = caught
             assert "no space left" in str(exc)
         else:  # pragma: no cover
             pytest.fail("no error raised")
@@ -446,8 +576,13 @@ def test_enospc_at_every_write_leaves_registry_unchanged(reg: Registry, tmp_path
         after = snapshot(reg.root)
         if fail_at < total - 1:  # the version itself was never published
             assert after == before, f"write #{fail_at + 1} failed but the registry changed"
-        else:  # only the alias move failed: a whole version, the alias unchanged
+            assert "was registered" not in str(exc)
+        else:  # only the alias move failed: a whole version, the alias unchanged, and the error says so
+            assert "det:2 was registered" in str(exc) and "alias det@prod was not moved" in str(exc)
+            assert exc.registered.version == "2" and reg.resolve("det:2") == exc.registered
+            assert (reg.resolve("det:2").root / "model.bin").read_bytes() == b"\1" * 5000
             assert reg.aliases("det") == {"prod": "1"}
+            assert [v.version for v in reg.list_versions("det")] == ["1", "2"]
         assert reg.verify().ok
         reg.gc(min_age_s=0)
         assert not list((reg.root / "tmp").iterdir())
@@ -482,8 +617,9 @@ def test_errors_exported_from_modelserve() -> None:
 
 def test_ms_load_registry_ref_with_lock(reg: Registry, tmp_path: Path) -> None:
     load = getattr(modelserve, "load", None)
-    if load is None or "registry" not in inspect.signature(load).parameters:
-        pytest.skip("modelserve.load does not take registry=/lock= yet (wired by the lead)")
+    assert load is not None, "modelserve.load is missing"
+    params = inspect.signature(load).parameters
+    assert "registry" in params and "lock" in params, "modelserve.load must take registry= and lock="
     reg.register("det", NUDENET, alias="prod")
     lock = reg.write_lock(["det@prod"], tmp_path / "modelserve.lock")
     reg.register("det", make_file(tmp_path, "junk.onnx", b"not a model"), alias="prod")

@@ -130,3 +130,119 @@ def test_not_a_tar(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(RegistryError):
         Registry(tmp_path / "r").import_archive(junk)
+
+
+def _huge_header_archive(dest: Path, type_: bytes, size: int) -> Path:
+    """A tiny .tar.gz whose first header claims a ``size``-byte PAX / GNU long-name record."""
+    import gzip
+
+    t = tarfile.TarInfo("././@PaxHeader" if type_ == tarfile.XHDTYPE else "././@LongLink")
+    t.type, t.size = type_, size
+    with gzip.open(dest, "wb") as fh:
+        fh.write(t.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 4096)
+    return dest
+
+
+@pytest.mark.parametrize("type_", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME], ids=["pax", "gnu-longname"])
+def test_oversized_header_is_refused_without_allocating(tmp_path: Path, type_: bytes) -> None:
+    import tracemalloc
+
+    arc = _huge_header_archive(tmp_path / "bomb.tar.gz", type_, 1 << 30)
+    assert arc.stat().st_size < 1000
+    target = Registry(tmp_path / "target")
+    tracemalloc.start()
+    try:
+        with pytest.raises(RegistryError, match="header"):
+            target.import_archive(arc)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"importing a {arc.stat().st_size}-byte archive allocated {peak >> 20} MiB"
+    assert target.list_models() == []
+
+
+def test_moderate_pax_header_over_64k_is_refused(exported, tmp_path: Path) -> None:
+    _, arc = exported
+
+    def fat_pax(ms):
+        m, d = ms[1]
+        m.pax_headers = {"comment": "x" * (100 << 10)}
+        return [ms[0], (m, d), *ms[2:]]
+
+    bad = _rewrite(arc, tmp_path / "fat.tar", fat_pax)
+    with pytest.raises(RegistryError, match="header"):
+        Registry(tmp_path / "target").import_archive(bad)
+
+
+def test_max_bytes_and_free_space(exported, tmp_path: Path, monkeypatch) -> None:
+    import collections
+    import shutil
+
+    reg, arc = exported
+    size = reg.resolve("ov:3").size
+    with pytest.raises(RegistryError, match="max_bytes"):
+        Registry(tmp_path / "t1").import_archive(arc, max_bytes=size - 1)
+    Usage = collections.namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10 << 30, 10 << 30, 1000))
+    t2 = Registry(tmp_path / "t2")
+    with pytest.raises(RegistryError, match="free"):
+        t2.import_archive(arc)
+    assert t2.list_models() == []
+    monkeypatch.undo()
+    assert Registry(tmp_path / "t3").import_archive(arc, max_bytes=size).digest == reg.resolve("ov:3").digest
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    out = {}
+    for dirpath, dirnames, files in os.walk(root):
+        if os.path.relpath(dirpath, root).split(os.sep)[0] == "tmp":
+            dirnames[:] = []
+            continue
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def test_enospc_at_every_write_of_an_import_leaves_registry_unchanged(exported, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from modelserve._registry import _fs
+
+    src_reg, arc = exported
+    real = _fs._os_write
+    n = [0]
+
+    def counting(fd, data):
+        n[0] += 1
+        return real(fd, data)
+
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"other")
+    probe = Registry(tmp_path / "probe")
+    probe.register("keep", other)
+    monkeypatch.setattr(_fs, "_os_write", counting)
+    probe.import_archive(arc)
+    monkeypatch.setattr(_fs, "_os_write", real)
+    total = n[0]
+    assert total >= 4  # two blobs, manifest, pointer
+    target = Registry(tmp_path / "target")
+    target.register("keep", other)
+    for fail_at in range(total):
+        before = _tree(target.root)
+        n[0] = 0
+
+        def failing(fd, data):
+            n[0] += 1
+            if n[0] > fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, data)
+
+        monkeypatch.setattr(_fs, "_os_write", failing)
+        with pytest.raises(RegistryError, match="no space left"):
+            target.import_archive(arc)
+        monkeypatch.setattr(_fs, "_os_write", real)
+        assert _tree(target.root) == before, f"write #{fail_at + 1} failed but the registry changed"
+        assert target.list_models() == ["keep"] and target.verify().ok
+    got = target.import_archive(arc, alias="prod")
+    assert got.digest == src_reg.resolve("ov:3").digest and target.verify().ok

@@ -6,27 +6,44 @@ import nothing is extracted by ``tarfile``: each member is checked (regular file
 name, expected size; no absolute paths, ``..``, links, devices or extra members) and streamed
 into the registry's staging area while hashed; then the version is published exactly as
 :meth:`Registry.register` publishes (blobs, manifest, tree, then the write-once pointer).
+
+Hostile archives are refused with :class:`RegistryError` before they cost memory or disk: the
+decompressed stream is capped (in all, and per read), PAX and GNU long-name headers are limited
+to 64 KiB each, the manifest's total size must be within ``max_bytes`` and fit on the disk.
+Everything is staged before anything is published, and what was published is withdrawn if
+the import fails (a full disk leaves the registry unchanged).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
+import lzma
 import os
+import shutil
 import tarfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
-from .._errors import IntegrityError, RegistryError, VersionConflictError
+from .._errors import IntegrityError, InvalidInputError, RegistryError, VersionConflictError
 from . import _fs, _store
 from ._manifest import canonical_bytes, parse_manifest
 from ._types import ModelVersion
 
-__all__ = ["export_version", "import_version"]
+__all__ = ["export_version", "import_version", "DEFAULT_MAX_BYTES"]
 
 _MANIFEST = "manifest.json"
 _MAX_MANIFEST = 16 << 20
+_MAX_HEADER = 64 << 10  # one PAX / GNU long-name header
+_MAX_HEADERS_TOTAL = 1 << 20  # all of them together
+_MAX_READ = _MAX_MANIFEST + (1 << 20)  # the largest single read tarfile or we make
+_DISK_MARGIN = 16 << 20
+#: Default cap on the bytes of files one archive may hold (``import_archive(max_bytes=...)``).
+DEFAULT_MAX_BYTES = 16 << 30
 
 
 def _mode(dest: Path) -> str:
@@ -71,25 +88,132 @@ def _refuse(path: Path, member: tarfile.TarInfo, why: str) -> RegistryError:
     return RegistryError(f"archive {path}: member {member.name!r:.200} refused: {why}")
 
 
-def import_version(reg: Any, path: Path) -> ModelVersion:
+class _SafeTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses PAX and GNU long-name headers larger than :data:`_MAX_HEADER`
+    before ``tarfile`` reads them into memory (a 100-byte archive can claim a 1 GiB header)."""
+
+    def _limit(self, tar: tarfile.TarFile) -> None:
+        if self.size > _MAX_HEADER:
+            raise RegistryError(
+                f"archive header (PAX or GNU long name) of {self.size} bytes refused: the limit is {_MAX_HEADER} bytes"
+            )
+        total = getattr(tar, "_modelserve_header_bytes", 0) + self.size
+        if total > _MAX_HEADERS_TOTAL:
+            raise RegistryError(f"archive headers (PAX or GNU long name) exceed {_MAX_HEADERS_TOTAL} bytes in all; refused")
+        tar._modelserve_header_bytes = total  # type: ignore[attr-defined]
+
+    def _proc_gnulong(self, tarfile):  # type: ignore[no-untyped-def]  # noqa: ANN001 - tarfile's hook
+        self._limit(tarfile)
+        return super()._proc_gnulong(tarfile)
+
+    def _proc_pax(self, tarfile):  # type: ignore[no-untyped-def]  # noqa: ANN001 - tarfile's hook
+        self._limit(tarfile)
+        return super()._proc_pax(tarfile)
+
+
+class _CappedStream(io.RawIOBase):
+    """The (decompressed) archive stream, refusing to yield more than ``cap`` bytes in all or
+    more than :data:`_MAX_READ` in one read, so no header can make ``tarfile`` allocate or
+    inflate without bound. Breaches raise :class:`RegistryError`."""
+
+    def __init__(self, inner: Any, path: Path, cap: int) -> None:
+        super().__init__()
+        self._inner = inner
+        self._path = path
+        self.cap = cap
+
+    def _check(self) -> None:
+        if self._inner.tell() > self.cap:
+            raise RegistryError(f"archive {self._path} unpacks to more than {self.cap} bytes; refused")
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        if n is None or n < 0 or n > _MAX_READ:
+            raise RegistryError(f"archive {self._path}: a record of {n} bytes refused (more than {_MAX_READ} at once)")
+        data = self._inner.read(n)
+        self._check()
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        pos = self._inner.seek(offset, whence)
+        self._check()
+        return pos
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            super().close()
+
+
+def _open_stream(raw: Any, path: Path, cap: int) -> _CappedStream:
+    """Decompress by magic number (gzip, bzip2, xz, or none) and cap the result."""
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        inner: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif magic[:3] == b"BZh":
+        inner = bz2.BZ2File(raw, "rb")
+    elif magic == b"\xfd7zXZ\x00":
+        inner = lzma.LZMAFile(raw, "rb")
+    else:
+        inner = raw
+    return _CappedStream(inner, path, cap)
+
+
+def import_version(reg: Any, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ModelVersion:
     """See :meth:`Registry.import_archive`."""
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0:
+        raise InvalidInputError(f"max_bytes must be a positive int, got {max_bytes!r}")
     try:
-        tar = tarfile.open(path, "r:*")
-    except (OSError, tarfile.TarError) as exc:
+        raw = open(path, "rb")
+    except OSError as exc:
         raise RegistryError(f"{path} is not a readable tar archive: {exc}") from exc
+    created: list[Path] = []  # blobs and trees this import published, discarded if it fails
+    stream: _CappedStream | None = None
     try:
+        try:
+            stream = _open_stream(raw, path, max_bytes + _MAX_MANIFEST + (64 << 20))
+            tar = tarfile.open(fileobj=stream, mode="r:", tarinfo=_SafeTarInfo)  # type: ignore[call-overload]
+        except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, zlib.error) as exc:
+            raise RegistryError(f"{path} is not a readable tar archive: {exc}") from exc
         reg._init_root()
         with tar, reg._staging("import") as stage:
-            return _import(reg, path, tar, stage)
-    except (tarfile.TarError, EOFError) as exc:
+            return _import(reg, path, tar, stream, stage, max_bytes, created)
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        reg._discard(created)
         raise RegistryError(f"archive {path} is corrupt: {exc}") from exc
     except OSError as exc:
+        reg._discard(created)
         from ._registry import _os_error
 
         raise _os_error(f"importing {path}", exc) from exc
+    except BaseException:
+        reg._discard(created)
+        raise
+    finally:
+        if stream is not None:
+            stream.close()
+        raw.close()
 
 
-def _import(reg: Any, path: Path, tar: tarfile.TarFile, stage: Path) -> ModelVersion:
+def _import(
+    reg: Any, path: Path, tar: tarfile.TarFile, stream: _CappedStream, stage: Path, max_bytes: int, created: list[Path]
+) -> ModelVersion:
+    layout = reg._layout
     first = tar.next()
     if first is None:
         raise RegistryError(f"archive {path} is empty")
@@ -106,6 +230,19 @@ def _import(reg: Any, path: Path, tar: tarfile.TarFile, stage: Path) -> ModelVer
     if canonical_bytes(m.to_json()) != data:
         raise IntegrityError(f"archive {path}: manifest is not in canonical form")
     expected = {f.hex: f.size for f in m.files}
+    total = sum(expected.values())
+    if total > max_bytes:
+        raise RegistryError(f"archive {path} holds {total} bytes of files, more than max_bytes={max_bytes}; refused")
+    existing_ptr = reg._read_pointer(m.name, m.version)
+    if existing_ptr is not None:
+        return _existing(reg, m, mhex, existing_ptr)
+    free = shutil.disk_usage(layout.tmp).free
+    if free < total + _DISK_MARGIN:
+        raise RegistryError(
+            f"importing {path} needs {total} bytes but only {free} are free under {reg.root}; the registry is unchanged"
+        )
+    # The rest of the stream: one header (plus padding) per blob, then the end blocks.
+    stream.cap = min(stream.cap, stream.tell() + total + (len(expected) + 4) * (2 * _MAX_HEADER + 4096) + (1 << 20))
     sources: dict[str, Path] = {}
     while True:
         member = tar.next()
@@ -139,23 +276,26 @@ def _import(reg: Any, path: Path, tar: tarfile.TarFile, stage: Path) -> ModelVer
     missing = sorted(set(expected) - set(sources))
     if missing:
         raise IntegrityError(f"archive {path} lacks blobs listed in its manifest: {missing}")
-    # Publish: blobs, manifest, tree, then the write-once pointer.
-    existing_ptr = reg._read_pointer(m.name, m.version)
-    if existing_ptr is not None:
-        return _existing(reg, m, mhex, existing_ptr)
-    for hx, staged in sources.items():
-        _fs.make_readonly(staged)
-        _store.put_blob(reg._layout, staged, hx, expected[hx])
+    # Everything is written in the staging area first (blobs, manifest, pointer), so a full
+    # disk stops the import before anything is published; publishing is links and renames.
     mstaged = stage / f"manifest-{mhex}"
     _fs.write_new_file(mstaged, data, readonly=True)
-    _store.put_blob(reg._layout, mstaged, mhex, len(data))
-    sources[mhex] = mstaged
-    _store.materialize_tree(reg._layout, m, mhex, sources)
     pstaged = stage / "pointer"
     ptr = {"created_ns": time.time_ns(), "manifest": "sha256:" + mhex}
     _fs.write_new_file(pstaged, canonical_bytes(ptr), readonly=True)
-    if not _fs.link_new(pstaged, reg._layout.pointer(m.name, m.version)):
+    for hx, staged in sources.items():
+        _fs.make_readonly(staged)
+        if _store.put_blob(layout, staged, hx, expected[hx]):
+            created.append(layout.blob(hx))
+    if _store.put_blob(layout, mstaged, mhex, len(data)):
+        created.append(layout.blob(mhex))
+    sources[mhex] = mstaged
+    if not layout.tree(mhex).is_dir():
+        created.append(layout.tree(mhex))
+    _store.materialize_tree(layout, m, mhex, sources)
+    if not _fs.link_new(pstaged, layout.pointer(m.name, m.version)):
         return _existing(reg, m, mhex, reg._read_pointer(m.name, m.version))
+    del created[:]  # referenced now: nothing to discard on a later error
     reg._ensure_published(m, mhex, sources)
     return reg._version(m.name, m.version, ptr)
 

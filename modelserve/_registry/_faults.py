@@ -5,6 +5,8 @@ Set ``MODELSERVE_REGISTRY_FAULT=<step>`` (e.g. ``blobs``) and the process kills 
 ``kill -9`` would. Steps of a registration, in order: ``copy`` (mid-copy of the first file),
 ``staged``, ``blobs``, ``manifest``, ``tree``, ``pointer`` (just before the version is
 published), ``published`` (just after), ``alias`` (just before an alias record is appended).
+Steps of ``gc`` (:data:`GC_STEPS`): ``gc-planned`` (plan made, nothing removed yet),
+``gc-trashed`` (candidates moved into gc's trash, before the live set is read again).
 Tests may also replace :data:`hook` in-process. Unset, a fault point costs one dict lookup.
 """
 
@@ -14,9 +16,10 @@ import os
 import signal
 from typing import Callable, Optional
 
-__all__ = ["STEPS", "point", "hook"]
+__all__ = ["STEPS", "GC_STEPS", "point", "hook"]
 
 STEPS = ("copy", "staged", "blobs", "manifest", "tree", "pointer", "published", "alias")
+GC_STEPS = ("gc-planned", "gc-trashed")
 
 #: In-process hook called with the step name at every fault point (tests only).
 hook: Optional[Callable[[str], None]] = None

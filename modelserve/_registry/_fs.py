@@ -33,6 +33,7 @@ __all__ = [
     "write_all",
     "write_new_file",
     "copy_hashing",
+    "file_kind",
     "stream_hashing",
     "hash_file",
     "fsync_dir",
@@ -114,9 +115,38 @@ def stream_hashing(src: BinaryIO, dest: Path, *, limit: int | None = None, fault
     return h.hexdigest(), size
 
 
+def file_kind(mode: int) -> str:
+    """A word for what ``mode`` (``st_mode``) is: "regular file", "directory", "FIFO", ..."""
+    for test, word in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return word
+    return "special file"
+
+
 def copy_hashing(src: Path, dest: Path, *, fault: str | None = None) -> tuple[str, int]:
-    """Copy the file ``src`` to the new file ``dest``; return ``(sha256 hex, size)``."""
-    with open(src, "rb") as fh:
+    """Copy the regular file ``src`` to the new file ``dest``; return ``(sha256 hex, size)``.
+
+    ``src`` is opened without blocking and checked with ``fstat`` (so a FIFO or device swapped
+    in after any earlier check is refused, never read): anything but a regular file raises
+    :class:`~modelserve.RegistryError`.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(src, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            from .._errors import RegistryError
+
+            raise RegistryError(f"{src} must be a regular file, got a {file_kind(mode)}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
         return stream_hashing(fh, dest, fault=fault)
 
 

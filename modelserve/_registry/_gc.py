@@ -15,7 +15,10 @@ published version loses a file for good. A reader could still catch such a versi
 instant between gc's move and the restore, so by default gc also leaves alone blobs and trees
 created or hard-linked (ctime) in the last ``min_age_s`` seconds (10 minutes): a registrar
 hard-links every blob it uses into its tree before publishing, which refreshes the ctime.
-If any manifest cannot be read, no blob or tree is removed.
+If any manifest cannot be read, no blob or tree is removed. A gc killed between its move and
+its rescan leaves its trash directory behind; the next gc puts back from it everything a
+published version references before deleting the rest, and never deletes a referenced entry.
+Artifacts are removed only when their source is gone and they are older than ``min_age_s``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .._errors import ModelserveError
-from . import _fs, _store
+from . import _faults, _fs, _store
 from ._names import validate_label, validate_name
 from ._types import GcPlan
 
-__all__ = ["gc", "live_set", "remove_unreferenced"]
+__all__ = ["gc", "live_set", "remove_unreferenced", "drain_trash"]
 
 
 def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
@@ -104,8 +107,89 @@ def _size(path: Path) -> int:
     return total
 
 
+def _trash_name(layout: Any, i: int, path: Path) -> str:
+    kind = "b" if path.parent.parent == layout.blobs else "t"
+    return f"{kind}-{i}-{path.name}"
+
+
+def _origin(layout: Any, entry: Path) -> tuple[str, Path] | None:
+    """Where a gc trash entry came from: ``("blob" | "tree", original path)``, or None if unknown.
+
+    Entries are ``b-<i>-<hex>`` / ``t-<i>-<hex>``; older gc wrote ``<i>-<hex>`` (a directory is
+    then a tree, a file a blob).
+    """
+    parts = entry.name.split("-")
+    hx = parts[-1]
+    if len(hx) != 64 or any(c not in "0123456789abcdef" for c in hx):
+        return None
+    if len(parts) == 3 and parts[0] in ("b", "t"):
+        kind = "blob" if parts[0] == "b" else "tree"
+    elif len(parts) == 2:
+        kind = "tree" if entry.is_dir() and not entry.is_symlink() else "blob"
+    else:
+        return None
+    return kind, (layout.blob(hx) if kind == "blob" else layout.tree(hx))
+
+
+def _put_back(dest: Path, path: Path) -> bool:
+    """Move a trash entry back to ``path``; True if ``path`` holds it (or an equal copy) now."""
+    try:
+        if dest.is_dir() and not dest.is_symlink():
+            if not _fs.rename_dir_new(dest, path):
+                return path.is_dir()
+        else:
+            _fs.link_new(dest, path)  # False: a registrar re-published it already
+        return True
+    except OSError:
+        return False
+
+
+def _is_live(kind: str, hx: str, manifests: set[str], blobs: set[str], complete: bool) -> bool:
+    return (not complete) or (hx in blobs if kind == "blob" else hx in manifests)
+
+
+def drain_trash(reg: Any, trash: Path) -> bool:
+    """Empty a gc trash directory left by a gc that died: put back every entry that a published
+    version references (everything, if the live set cannot be read completely), delete the rest.
+
+    Returns True if the trash directory was removed; False if something referenced could not
+    be put back (the directory is then kept, so nothing referenced is ever deleted).
+    """
+    layout = reg._layout
+    try:
+        entries = sorted(os.listdir(trash))
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        _fs.remove_path(trash)
+        return True
+    manifests, blobs, complete = live_set(reg)
+    kept = False
+    for name in entries:
+        dest = trash / name
+        origin = _origin(layout, dest)
+        if origin is None:
+            _fs.remove_path(dest)  # not something gc moves: a leftover of the trash itself
+            continue
+        kind, path = origin
+        if _is_live(kind, path.name, manifests, blobs, complete) and not _put_back(dest, path):
+            kept = True
+            continue
+        _fs.remove_path(dest)
+    if kept:
+        return False
+    _fs.remove_path(trash)
+    return True
+
+
 def remove_unreferenced(reg: Any, candidates: Iterable[Path]) -> list[Path]:
-    """Remove blob/tree paths that no live version references, with the move-rescan protocol."""
+    """Remove blob/tree paths that no live version references, with the move-rescan protocol.
+
+    Candidates are moved into a private trash directory under ``tmp/``, the live set is read
+    again, and whatever became live is moved back; only the rest is deleted. If this process
+    dies in between, the next gc finds the dead trash directory and puts back what is
+    referenced before deleting anything (:func:`drain_trash`).
+    """
     layout = reg._layout
     candidates = list(candidates)
     if not candidates:
@@ -114,31 +198,42 @@ def remove_unreferenced(reg: Any, candidates: Iterable[Path]) -> list[Path]:
     trash = layout.tmp / _fs.staging_name("gc")
     trash.mkdir()
     moved: list[tuple[Path, Path]] = []
+    removed: list[Path] = []
+    keep = False
     try:
         for i, path in enumerate(candidates):
-            dest = trash / f"{i}-{path.name}"
+            dest = trash / _trash_name(layout, i, path)
             try:
                 os.rename(path, dest)
             except FileNotFoundError:
                 continue
             moved.append((path, dest))
+        _faults.point("gc-trashed")
         manifests, blobs, complete = live_set(reg)
-        removed = []
         for path, dest in moved:
-            live = (not complete) or (path.name in blobs if path.parent.parent == layout.blobs else path.name in manifests)
-            if live:
-                try:
-                    if dest.is_dir():
-                        _fs.rename_dir_new(dest, path)
-                    else:
-                        _fs.link_new(dest, path)
-                except OSError:
-                    pass
+            kind = "blob" if path.parent.parent == layout.blobs else "tree"
+            if _is_live(kind, path.name, manifests, blobs, complete):
+                if not _put_back(dest, path):
+                    keep = True
             else:
                 removed.append(path)
         return removed
+    except BaseException:
+        # Interrupted or failed before deciding: put everything back.
+        for path, dest in moved:
+            if (dest.exists() or dest.is_symlink()) and not _put_back(dest, path):
+                keep = True
+        removed.clear()
+        raise
     finally:
-        _fs.remove_path(trash)
+        if keep:
+            # Something referenced could not be put back: delete only what is garbage and leave
+            # the rest for the next gc's drain_trash.
+            for path, dest in moved:
+                if path in removed:
+                    _fs.remove_path(dest)
+        else:
+            _fs.remove_path(trash)
 
 
 def _old(path: Path, min_age_s: float, now: float) -> bool:
@@ -150,6 +245,24 @@ def _old(path: Path, min_age_s: float, now: float) -> bool:
     except FileNotFoundError:
         return False
     return now - max(st.st_ctime, st.st_mtime) >= min_age_s
+
+
+def _artifact_old(path: Path, min_age_s: float, now: float) -> bool:
+    """An artifact source directory is old if neither it nor any artifact directory in it was
+    modified (an artifact published or removed, a file written by an engine) lately."""
+    if min_age_s <= 0:
+        return True
+    try:
+        paths = [path, *(path / k for k in os.listdir(path))]
+    except (FileNotFoundError, NotADirectoryError):
+        paths = [path]
+    for p in paths:
+        try:
+            if now - os.lstat(p).st_mtime < min_age_s:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
 
 
 def gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
@@ -183,13 +296,26 @@ def gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -
         except FileNotFoundError:
             pass
         try:
-            plan.artifacts = [layout.artifacts / a for a in os.listdir(layout.artifacts) if a not in blobs]
+            plan.artifacts = [
+                layout.artifacts / a for a in os.listdir(layout.artifacts)
+                if a not in blobs and _artifact_old(layout.artifacts / a, min_age_s, now)
+            ]
         except FileNotFoundError:
             pass
     plan.bytes = sum(_size(p) for p in plan.paths)
     if dry_run:
         return plan
-    for p in plan.staging + plan.artifacts + plan.state:
+    _faults.point("gc-planned")
+    kept = []
+    for p in plan.staging:
+        if p.name.startswith("gc-"):
+            # A dead gc's trash: what it took may be referenced again; put that back first.
+            if not drain_trash(reg, p):
+                kept.append(p)
+        else:
+            _fs.remove_path(p)
+    plan.staging = [p for p in plan.staging if p not in kept]
+    for p in plan.artifacts + plan.state:
         _fs.remove_path(p)
     removed = set(remove_unreferenced(reg, plan.blobs + plan.trees))
     plan.blobs = [p for p in plan.blobs if p in removed]

@@ -1,18 +1,21 @@
 """Integrity checks: the cheap check before each load, and the full :func:`verify`.
 
 Before a load every file's size is compared with the manifest. Its sha256 is computed on first
-use and again whenever the file's (size, mtime, inode, device) differ from what was recorded
+use and again whenever the file's (size, mtime, ctime, inode, device) differ from what was recorded
 when it was last hashed, or when that record is "racy" (the file's mtime is within 2 s of the
 moment it was hashed, so a later write could keep the same mtime - git's rule). Records live in
 ``state/verified/<manifest hex>.json``, replaced atomically; concurrent processes may both hash
-and both write a correct record, which is harmless. A change that keeps size and mtime (forged
-timestamps) is only caught by :func:`verify`, which always hashes everything.
+and both write a correct record, which is harmless. An edit whose mtime is put back
+(``os.utime``) still changes the ctime, which no user can set, so it is hashed again; any
+``OSError`` reading a file becomes :class:`IntegrityError`. :func:`verify` always hashes
+everything, and also reports files in a version's tree that its manifest does not list.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,16 @@ _RACY_NS = 2_000_000_000
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+    # ctime cannot be set by a user (utime restores mtime, not ctime), so an edit whose mtime
+    # was put back is still seen as a change.
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _hash(mv: ModelVersion, rel: str, p: Path) -> str:
+    try:
+        return _fs.hash_file(p)[0]
+    except OSError as exc:
+        raise IntegrityError(f"{mv.ref}: file {rel!r} is unreadable: {exc}") from exc
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -57,16 +69,20 @@ def check_version(reg: Any, mv: ModelVersion, *, full: bool = False) -> None:
             st = os.stat(p)
         except FileNotFoundError as exc:
             raise IntegrityError(f"{mv.ref}: file {f.path!r} is missing (expected {f.digest}, {f.size} bytes)") from exc
+        except OSError as exc:
+            raise IntegrityError(f"{mv.ref}: file {f.path!r} is unreadable: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise IntegrityError(f"{mv.ref}: {f.path!r} is not a regular file (expected {f.digest}, {f.size} bytes)")
         key = _stat_key(st)
         if st.st_size != f.size:
-            actual, _ = _fs.hash_file(p)
+            actual = _hash(mv, f.path, p)
             raise IntegrityError(
                 f"{mv.ref}: file {f.path!r} is {st.st_size} bytes, expected {f.size} (truncated or modified): "
                 f"expected {f.digest}, got sha256:{actual}"
             )
         trusted = recorded.get(f.path) == key and st.st_mtime_ns < at_ns - _RACY_NS
         if not trusted:
-            actual, _ = _fs.hash_file(p)
+            actual = _hash(mv, f.path, p)
             hashed = True
             if actual != f.hex:
                 raise IntegrityError(f"{mv.ref}: file {f.path!r} was modified: expected {f.digest}, got sha256:{actual}")
@@ -77,6 +93,25 @@ def check_version(reg: Any, mv: ModelVersion, *, full: bool = False) -> None:
             _fs.replace_bytes(layout.tmp, state_path, data)
         except OSError:
             pass  # a cache only: failing to record means hashing again next time
+
+
+def _extra_entries(mv: ModelVersion) -> list[str]:
+    """Paths under a version's tree that its manifest does not list (files, links, odd entries)."""
+    expected = {f.path for f in mv.files}
+    dirs = {"/".join(f.path.split("/")[:i]) for f in mv.files for i in range(1, f.path.count("/") + 1)}
+    out = []
+    try:
+        for dirpath, dirnames, filenames in os.walk(mv.root, followlinks=False):
+            rel_dir = Path(dirpath).relative_to(mv.root).as_posix()
+            prefix = "" if rel_dir == "." else rel_dir + "/"
+            for d in list(dirnames):
+                if prefix + d not in dirs or os.path.islink(os.path.join(dirpath, d)):
+                    out.append(prefix + d + "/")
+                    dirnames.remove(d)
+            out.extend(prefix + fn for fn in filenames if prefix + fn not in expected)
+    except OSError as exc:  # pragma: no cover - races with a concurrent gc
+        out.append(f"(cannot list {mv.root}: {exc})")
+    return sorted(out)
 
 
 def verify(reg: Any, ref: str | None = None) -> VerifyReport:
@@ -97,6 +132,8 @@ def verify(reg: Any, ref: str | None = None) -> VerifyReport:
                     blob_ok[hx] = None
             except FileNotFoundError:
                 blob_ok[hx] = f"blob {p} is missing (expected sha256:{hx}, {size} bytes)"
+            except OSError as exc:
+                blob_ok[hx] = f"blob {p} is unreadable (expected sha256:{hx}, {size} bytes): {exc}"
         return blob_ok[hx]
 
     if ref is not None:
@@ -137,6 +174,9 @@ def verify(reg: Any, ref: str | None = None) -> VerifyReport:
             except ModelserveError as exc:
                 report.problems.append(Problem("version", subject, str(exc)))
                 continue
+            except OSError as exc:
+                report.problems.append(Problem("version", subject, f"unreadable: {exc}"))
+                continue
             report.versions_checked += 1
             bad = False
             for f in mv.files:
@@ -156,6 +196,9 @@ def verify(reg: Any, ref: str | None = None) -> VerifyReport:
                 except (OSError, IntegrityError) as exc:
                     report.problems.append(Problem("tree", subject, f"{f.path}: {exc}"))
                     bad = True
+            for extra in _extra_entries(mv):
+                report.problems.append(Problem("tree", subject, f"unexpected entry in the version's files: {extra}"))
+                bad = True
             if not bad and not reg.read_only:
                 try:
                     check_version(reg, mv, full=True)  # records the fresh verification

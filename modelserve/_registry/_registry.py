@@ -8,7 +8,8 @@ Concurrency model (no lock is needed for correctness):
 * everything a pointer refers to (blobs, manifest, tree) is published before the pointer, and
   checked again after it (restoring from the registrar's staged copies anything a concurrent
   ``gc`` took), so a visible version is always whole;
-* alias moves are single appends to a history whose replay is the target (see ``_aliases``).
+* alias moves are single conditional appends to a history whose replay is the target, retried
+  when another writer appended first (see ``_aliases``).
 
 Errors: names break the rules -> :class:`InvalidNameError`; unknown model, label or alias ->
 :class:`ModelNotFoundError`; a label taken by other content -> :class:`VersionConflictError`;
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +53,8 @@ from ._types import AliasMove, GcPlan, ModelVersion, VerifyReport
 __all__ = ["Registry"]
 
 _FORMAT = 1
+_TRANSIENT_WAIT_S = 5.0  # how long a reader waits for files a concurrent gc has in flight
+_YOUNG_NS = 10 * 10**9  # a version this young may still be being restored by its registrar
 _PRIMARY_SUFFIXES = (".onnx", ".xml", ".engine", ".plan")
 
 
@@ -200,6 +204,8 @@ class Registry:
             entries = os.listdir(self._layout.versions(name))
         except (FileNotFoundError, NotADirectoryError):
             return {}
+        except OSError as exc:
+            raise RegistryError(f"versions of {name!r} are unreadable: {exc}") from exc
         for label in entries:
             try:
                 validate_label(label)
@@ -211,10 +217,32 @@ class Registry:
         return out
 
     def _manifest(self, manifest_hex: str, where: str) -> Manifest:
-        data = _store.read_manifest_blob(self._layout, manifest_hex, where=where)
+        data = _store.read_manifest_blob(self._layout, manifest_hex, where=where, restore=not self.read_only)
         return parse_manifest(data, where=where)
 
+    def _gc_in_progress(self) -> bool:
+        try:
+            return any(e.startswith("gc-") for e in os.listdir(self._layout.tmp))
+        except OSError:
+            return False
+
     def _version(self, name: str, label: str, ptr: Mapping[str, Any]) -> ModelVersion:
+        """The version a pointer names. A file missing because a concurrent gc has it in flight
+        (a gc's trash exists, or the version was published moments ago and its registrar is
+        restoring what gc took) is waited for briefly; otherwise it is an :class:`IntegrityError`."""
+        deadline = time.monotonic() + _TRANSIENT_WAIT_S
+        while True:
+            try:
+                return self._version_once(name, label, ptr)
+            except IntegrityError as exc:
+                if not isinstance(exc.__cause__, FileNotFoundError) or time.monotonic() > deadline:
+                    raise
+                young = time.time_ns() - int(ptr["created_ns"]) < _YOUNG_NS
+                if not (young or self._gc_in_progress()):
+                    raise
+                time.sleep(0.01)
+
+    def _version_once(self, name: str, label: str, ptr: Mapping[str, Any]) -> ModelVersion:
         where = f"{name}:{label}"
         if ptr.get("deleted"):
             raise ModelNotFoundError(f"version {where} was deleted")
@@ -225,7 +253,9 @@ class Registry:
         tree = self._layout.tree(mhex)
         if not tree.is_dir():
             if self.read_only:
-                raise IntegrityError(f"files of {where} are missing from {tree} (read-only registry cannot restore them)")
+                raise IntegrityError(
+                    f"files of {where} are missing from {tree} (read-only registry cannot restore them)"
+                ) from FileNotFoundError(str(tree))
             try:
                 _store.materialize_tree(self._layout, m, mhex)
             except OSError as exc:
@@ -334,7 +364,11 @@ class Registry:
 
         A process killed at any point leaves either no new version or a whole one; leftovers
         are removed by :meth:`gc`. A full disk raises :class:`RegistryError` and leaves the
-        registry unchanged.
+        registry unchanged. ``source`` must be a regular file (or a symlink to one) or a
+        directory holding only regular files; devices, FIFOs and sockets raise
+        :class:`RegistryError`. If the version is published but moving ``alias`` then fails,
+        the :class:`RegistryError` says so and carries the version as ``exc.registered``; the
+        alias keeps its old target.
         """
         self._require_writable("register")
         validate_name(name)
@@ -344,8 +378,17 @@ class Registry:
             validate_alias(alias)
         meta = _check_metadata(metadata)
         src = Path(source)
-        if not src.exists():
-            raise RegistryError(f"cannot register {name!r}: source {src} does not exist")
+        try:
+            st = os.stat(src)
+        except FileNotFoundError as exc:
+            raise RegistryError(f"cannot register {name!r}: source {src} does not exist") from exc
+        except OSError as exc:
+            raise RegistryError(f"cannot register {name!r}: source {src} is unreadable: {exc}") from exc
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise RegistryError(
+                f"cannot register {name!r}: source {src} must be a regular file or a directory, "
+                f"got a {_fs.file_kind(st.st_mode)}"
+            )
         created: list[Path] = []  # blobs and trees this call created, discarded if it fails
         try:
             self._init_root()
@@ -358,8 +401,24 @@ class Registry:
             self._discard(created)
             raise
         if alias is not None:
-            self.set_alias(name, alias, mv.version)
+            self._alias_after_publish(mv, alias)
         return mv
+
+    def _alias_after_publish(self, mv: ModelVersion, alias: str) -> None:
+        """Move ``alias`` to the just-published ``mv``; if that fails the version stays published
+        and the error says so (``exc.registered`` is the version)."""
+        try:
+            self.set_alias(mv.name, alias, mv.version)
+        except RegistryError as exc:
+            cause = exc.__cause__
+            why = f"no space left on device ({cause})" if isinstance(cause, OSError) and _fs.is_enospc(cause) else str(exc)
+            err = RegistryError(
+                f"{mv.ref} was registered ({mv.digest}), but alias {mv.name}@{alias} was not moved: {why}; "
+                f"the alias still has its old target, and {mv.ref} stays published (move the alias again, "
+                f"or delete_version it)"
+            )
+            err.registered = mv  # type: ignore[attr-defined]
+            raise err from exc
 
     def _register_staged(
         self, name: str, src: Path, stage: Path, version: str | None, meta: dict[str, Any], created: list[Path]
@@ -483,22 +542,25 @@ class Registry:
         return out
 
     def alias_history(self, name: str, alias: str) -> list[AliasMove]:
-        """Every move of ``name@alias``, oldest first."""
+        """Every move of ``name@alias`` that counts, oldest first (stale lines of writers that
+        lost a race, and retried, are left out)."""
         validate_name(name)
         validate_alias(alias)
-        return _aliases.read_history(self._layout.alias_history(name, alias))
+        return _aliases.effective(_aliases.read_history(self._layout.alias_history(name, alias)))
 
     def set_alias(self, name: str, alias: str, version: str) -> ModelVersion:
-        """Point ``name@alias`` at version label ``version`` (atomically; recorded in its history)."""
+        """Point ``name@alias`` at version label ``version`` (atomically; recorded in its history).
+
+        When this returns, the move is in the history and counts (see ``_aliases``): unless
+        another process moved the alias since, it resolves to the returned version.
+        """
         self._require_writable("set an alias")
         validate_name(name)
         validate_alias(alias)
         mv = self._resolve(Ref(name, label=validate_label(version)))
         path = self._layout.alias_history(name, alias)
-        stack = _aliases.replay(_aliases.read_history(path))
-        _faults.point("alias")
         try:
-            _aliases.append_move(path, op="set", version=mv.version, digest=mv.digest, previous=stack[-1][0] if stack else None)
+            _aliases.move(path, lambda stack: ("set", mv.version, mv.digest), before_append=lambda: _faults.point("alias"))
         except OSError as exc:
             raise _os_error(f"moving alias {name}@{alias}", exc) from exc
         return mv
@@ -506,27 +568,33 @@ class Registry:
     def rollback(self, name: str, alias: str) -> ModelVersion:
         """Point ``name@alias`` back at its previous target; repeated calls go further back.
 
-        Raises :class:`RegistryError` when the alias has no earlier target.
+        The move is conditional on the history it was computed from, so the returned version
+        is exactly what the alias resolves to right after it, even while other processes move
+        the alias. Raises :class:`RegistryError` when the alias has no earlier target.
         """
         self._require_writable("roll back an alias")
         validate_name(name)
         validate_alias(alias)
         path = self._layout.alias_history(name, alias)
-        stack = _aliases.replay(_aliases.read_history(path))
-        if not stack:
-            raise self._not_found(name, f"no alias {alias!r} of model {name!r}")
-        if len(stack) < 2:
-            raise RegistryError(f"{name}@{alias} -> {stack[-1][0]} has no previous target to roll back to")
-        label, digest = stack[-2]
-        mv = self._resolve(Ref(name, label=label))
-        if mv.digest != digest:
-            raise IntegrityError(f"{name}:{label} was {digest} when aliased, but is now {mv.digest}")
-        _faults.point("alias")
+        chosen: list[ModelVersion] = []
+
+        def decide(stack: list[tuple[str, str]]) -> tuple[str, str, str]:
+            if not stack:
+                raise self._not_found(name, f"no alias {alias!r} of model {name!r}")
+            if len(stack) < 2:
+                raise RegistryError(f"{name}@{alias} -> {stack[-1][0]} has no previous target to roll back to")
+            label, digest = stack[-2]
+            mv = self._resolve(Ref(name, label=label))
+            if mv.digest != digest:
+                raise IntegrityError(f"{name}:{label} was {digest} when aliased, but is now {mv.digest}")
+            chosen[:] = [mv]
+            return "rollback", label, digest
+
         try:
-            _aliases.append_move(path, op="rollback", version=label, digest=digest, previous=stack[-1][0])
+            _aliases.move(path, decide, before_append=lambda: _faults.point("alias"))
         except OSError as exc:
             raise _os_error(f"rolling back alias {name}@{alias}", exc) from exc
-        return mv
+        return chosen[0]
 
     def delete_version(self, ref: str, *, force: bool = False) -> ModelVersion:
         """Mark a version deleted (its label is never reused); :meth:`gc` then frees its files.
@@ -549,7 +617,7 @@ class Registry:
     # ------------------------------------------------------------------ integrity, gc, archives, locks, artifacts
     def check(self, mv: ModelVersion, *, full: bool = False) -> None:
         """Check a version's files before use: sizes always; sha256 on first use, whenever a file
-        changed (size, mtime, inode) since it was last verified, or with ``full=True``.
+        changed (size, mtime, ctime, inode) since it was last verified, or with ``full=True``.
 
         Raises :class:`IntegrityError` naming the file, the expected and the actual digest.
         """
@@ -586,19 +654,26 @@ class Registry:
 
         return export_version(self, ref, Path(dest))
 
-    def import_archive(self, path: str | os.PathLike[str], *, alias: str | None = None) -> ModelVersion:
+    def import_archive(
+        self, path: str | os.PathLike[str], *, alias: str | None = None, max_bytes: int = 16 << 30
+    ) -> ModelVersion:
         """Import a version exported by :meth:`export`, checking every size and digest.
 
-        Refuses absolute paths, ``..``, links, devices and unexpected members. Importing a
-        version that exists with the same digest returns it; with other content raises
-        :class:`VersionConflictError`.
+        Refuses absolute paths, ``..``, links, devices and unexpected members, PAX or GNU
+        long-name headers over 64 KiB, archives whose files total more than ``max_bytes``
+        (default 16 GiB) or more than the free disk space. Importing a version that exists with
+        the same digest returns it; with other content raises :class:`VersionConflictError`.
+        A failed import (a full disk included) leaves the registry unchanged; a failed
+        ``alias`` move after a successful import is reported as by :meth:`register`.
         """
         from ._archive import import_version
 
         self._require_writable("import an archive")
-        mv = import_version(self, Path(path))
         if alias is not None:
-            self.set_alias(mv.name, alias, mv.version)
+            validate_alias(alias)
+        mv = import_version(self, Path(path), max_bytes=max_bytes)
+        if alias is not None:
+            self._alias_after_publish(mv, alias)
         return mv
 
     def write_lock(self, refs: Sequence[str], path: str | os.PathLike[str] = "modelserve.lock") -> Path:

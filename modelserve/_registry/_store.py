@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Mapping
 
@@ -21,7 +22,7 @@ from . import _fs
 from ._layout import Layout
 from ._manifest import Manifest
 
-__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of"]
+__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of", "trash_copy", "restore_blob"]
 
 
 def hex_of(digest: str) -> str:
@@ -32,32 +33,106 @@ def hex_of(digest: str) -> str:
 def put_blob(layout: Layout, staged: Path, hexdigest: str, size: int) -> bool:
     """Publish the complete, read-only staged file as blob ``hexdigest``.
 
-    Returns True if this call created the blob, False if an intact one (right size) already
-    existed. A blob of the wrong size (damaged) is atomically replaced by the staged copy.
+    Returns True if this call created (or repaired) the blob, False if an intact one already
+    existed. An existing blob is reused only after hashing it: one of the wrong size or digest
+    (damaged), or anything that is not a regular file, is atomically replaced by the staged
+    copy, so a new version is never born from damaged bytes. (Trees of older versions still
+    link the damaged inode; :meth:`Registry.verify` reports them.)
     """
     target = layout.blob(hexdigest)
     if _fs.link_new(staged, target):
         return True
     try:
-        if os.stat(target).st_size == size:
+        st = os.lstat(target)
+        if stat.S_ISREG(st.st_mode) and st.st_size == size and _fs.hash_file(target) == (hexdigest, size):
             return False
     except FileNotFoundError:
-        return put_blob(layout, staged, hexdigest, size)
+        return put_blob(layout, staged, hexdigest, size)  # a concurrent gc took it: publish ours
+    except OSError:
+        pass  # unreadable: replace it
     spare = staged.with_name(staged.name + ".relink")
     _fs.remove_path(spare)
     os.link(staged, spare)
-    os.replace(spare, target)
+    try:
+        try:
+            os.replace(spare, target)
+        except (IsADirectoryError, NotADirectoryError):
+            _fs.remove_path(target)  # a directory (or worse) squats the name: clear it, then publish
+            if not _fs.link_new(spare, target):
+                return put_blob(layout, staged, hexdigest, size)
+    finally:
+        _fs.remove_path(spare)
     _fs.fsync_dir(target.parent)
     return True
 
 
-def read_manifest_blob(layout: Layout, manifest_hex: str, *, where: str) -> bytes:
-    """Read manifest blob bytes and check them against their name; raise :class:`IntegrityError`."""
+def trash_copy(layout: Layout, hexdigest: str) -> Path | None:
+    """Blob ``hexdigest`` as a running (or dead) gc moved it into its trash, or None.
+
+    gc moves candidates away, reads the live set again and puts back what became live (see
+    ``_gc``); a reader that finds a blob missing in that window takes it from there.
+    """
+    try:
+        entries = os.listdir(layout.tmp)
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.startswith("gc-"):
+            continue
+        try:
+            names = os.listdir(layout.tmp / entry)
+        except OSError:
+            continue
+        for n in names:
+            parts = n.split("-")
+            if parts[-1] == hexdigest and (len(parts) == 2 or (len(parts) == 3 and parts[0] == "b")):
+                p = layout.tmp / entry / n
+                try:
+                    if stat.S_ISREG(os.lstat(p).st_mode):
+                        return p
+                except OSError:
+                    continue
+    return None
+
+
+def restore_blob(layout: Layout, hexdigest: str) -> bool:
+    """Hard-link blob ``hexdigest`` back from a gc trash if it is there; True if the blob exists now.
+
+    The trash copy stays (gc deletes it or puts it back itself); linking is atomic, so the blob
+    is whole or absent.
+    """
+    target = layout.blob(hexdigest)
+    src = trash_copy(layout, hexdigest)
+    if src is not None:
+        try:
+            _fs.link_new(src, target)
+        except OSError:
+            pass  # gc deleted its copy meanwhile, or we may not write here
+    return target.is_file()
+
+
+def read_manifest_blob(layout: Layout, manifest_hex: str, *, where: str, restore: bool = True) -> bytes:
+    """Read manifest blob bytes and check them against their name; raise :class:`IntegrityError`.
+
+    A manifest a concurrent gc holds in its trash is read from there (and, with ``restore``,
+    linked back into the store). Any ``OSError`` (a directory in its place, no permission)
+    becomes :class:`IntegrityError`.
+    """
     path = layout.blob(manifest_hex)
     try:
-        data = _fs.read_small(path)
+        try:
+            data = _fs.read_small(path)
+        except FileNotFoundError:
+            src = trash_copy(layout, manifest_hex)
+            if src is None:
+                raise
+            data = _fs.read_small(src)
+            if restore:
+                restore_blob(layout, manifest_hex)
     except FileNotFoundError as exc:
         raise IntegrityError(f"manifest of {where} is missing from the store: {path}") from exc
+    except OSError as exc:
+        raise IntegrityError(f"manifest of {where} is unreadable at {path}: {exc}") from exc
     except ValueError as exc:
         raise IntegrityError(f"manifest of {where} is too large: {exc}") from exc
     actual = hashlib.sha256(data).hexdigest()
@@ -107,6 +182,8 @@ def materialize_tree(
             if sources is not None and f.hex in sources:
                 _fs.link_new(sources[f.hex], blob)
                 _link_or_copy(sources[f.hex], dest)
+            elif restore_blob(layout, f.hex):  # a concurrent gc had it in its trash
+                _link_or_copy(blob, dest)
             else:
                 raise IntegrityError(
                     f"{manifest.name}:{manifest.version}: blob of {f.path!r} is missing from the store "

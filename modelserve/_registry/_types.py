@@ -53,7 +53,10 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class AliasMove:
-    """One line of an alias history: ``op`` is "set" or "rollback"; ``version`` the new target."""
+    """One line of an alias history: ``op`` is "set" or "rollback"; ``version``/``digest`` the
+    new target; ``previous`` the target before it. ``seq`` is how many lines preceded it when
+    its writer decided on it (None for histories written by older modelserve), ``id`` a random
+    tag its writer uses to find it again (see ``_aliases``)."""
 
     op: str
     version: str
@@ -61,6 +64,8 @@ class AliasMove:
     previous: str | None
     time_ns: int
     pid: int
+    seq: int | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True)
