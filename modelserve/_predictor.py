@@ -252,15 +252,11 @@ class Predictor:
         t1 = time.perf_counter()
         raws = [(idx, batch.shape[2:], self._infer(batch)) for idx, batch in batches]
         t2 = time.perf_counter()
-        if len(raws) == 1:  # one tensor shape: results already in input order
-            idx, hw, raw = raws[0]
-            results = self._detect(raw, opts, (int(hw[0]), int(hw[1])), decoded)
-        else:
-            by_index: dict[int, Detections] = {}
-            for idx, hw, raw in raws:
-                dets = self._detect(raw, opts, (int(hw[0]), int(hw[1])), [decoded[i] for i in idx])
-                by_index.update(zip(idx, dets))
-            results = [by_index[i] for i in range(len(decoded))]
+        by_index: dict[int, Detections] = {}
+        for idx, hw, raw in raws:
+            dets = self._detect(raw, opts, (int(hw[0]), int(hw[1])), [decoded[i] for i in idx])
+            by_index.update(zip(idx, dets))
+        results = [by_index[i] for i in range(len(decoded))]
         return _with_speed(results, t0, t1, t2, time.perf_counter())
 
     # -- batched path ---------------------------------------------------------------------------
