@@ -6,7 +6,7 @@
     >>> r.xyxy, r.confidence, r.class_id, r.class_names
 """
 
-from . import engines, ops
+from . import engines, ops  # type: ignore[attr-defined]  # engines/ is installed as modelserve.engines
 from ._batcher import Batching, BatcherStats, MicroBatcher
 from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec

@@ -314,7 +314,7 @@ class Predictor:
         hundreds of concurrent coroutines form engine batches together.
         """
         loop = asyncio.get_running_loop()
-        kwargs = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        kwargs: dict[str, Any] = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
         batcher = self._batcher
         if batcher is None:
             return await loop.run_in_executor(None, functools.partial(self.predict, images, **kwargs))

@@ -27,7 +27,7 @@ import tarfile
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._errors import IntegrityError, InvalidInputError, RegistryError, VersionConflictError
 from . import _fs, _store
@@ -46,7 +46,7 @@ _DISK_MARGIN = 16 << 20
 DEFAULT_MAX_BYTES = 16 << 30
 
 
-def _mode(dest: Path) -> str:
+def _mode(dest: Path) -> Literal["w:gz", "w"]:
     name = dest.name.lower()
     return "w:gz" if name.endswith((".tar.gz", ".tgz")) else "w"
 

@@ -142,8 +142,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0 if report.ok else 1
     elif cmd == "gc":
         plan = Registry(args.root, read_only=args.dry_run).gc(dry_run=args.dry_run)
-        for p in plan.paths:
-            print(f"{'would remove' if args.dry_run else 'removed'} {p}", file=out)
+        for path in plan.paths:
+            print(f"{'would remove' if args.dry_run else 'removed'} {path}", file=out)
         print(f"{len(plan)} item(s), {plan.bytes} bytes{' (dry run)' if args.dry_run else ''}", file=out)
     elif cmd == "export":
         path = reg.export(args.ref, args.file)

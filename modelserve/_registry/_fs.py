@@ -24,7 +24,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import IO, Callable
 
 from . import _faults
 
@@ -85,7 +85,7 @@ def write_new_file(path: Path, data: bytes, *, readonly: bool = False) -> None:
         make_readonly(path)
 
 
-def stream_hashing(src: BinaryIO, dest: Path, *, limit: int | None = None, fault: str | None = None) -> tuple[str, int]:
+def stream_hashing(src: IO[bytes], dest: Path, *, limit: int | None = None, fault: str | None = None) -> tuple[str, int]:
     """Copy the stream ``src`` into the new file ``dest``; return ``(sha256 hex, size)``.
 
     With ``limit`` the copy stops with ``ValueError`` once more than ``limit`` bytes arrive.

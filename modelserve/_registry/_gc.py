@@ -77,7 +77,7 @@ def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
 
 
 def _all_blobs(layout: Any) -> list[Path]:
-    out = []
+    out: list[Path] = []
     try:
         subdirs = os.listdir(layout.blobs)
     except FileNotFoundError:
