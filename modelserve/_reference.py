@@ -208,9 +208,10 @@ def batched_nms(
 
 def _xywh2xyxy(x: np.ndarray) -> np.ndarray:
     y = np.empty_like(x)
-    half = x[:, 2:4] / np.float32(2)
-    y[:, 0:2] = x[:, 0:2] - half
-    y[:, 2:4] = x[:, 0:2] + half
+    with np.errstate(invalid="ignore", over="ignore"):  # inf boxes give NaN/inf, as in torch
+        half = x[:, 2:4] / np.float32(2)
+        y[:, 0:2] = x[:, 0:2] - half
+        y[:, 2:4] = x[:, 0:2] + half
     return y
 
 
