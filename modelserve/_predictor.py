@@ -65,7 +65,7 @@ class PredictOptions:
     @functools.cached_property
     def class_array(self) -> np.ndarray | None:
         """``classes`` as the int64 array the kernels take (``None``: every class)."""
-        return None if self.classes is None else np.asarray(self.classes, dtype=np.int64)
+        return ops._check_classes(self.classes)
 
     def merged(self, **overrides: Any) -> "PredictOptions":
         """A copy with the non-None ``overrides`` applied."""
@@ -195,12 +195,12 @@ class Predictor:
             raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
         raw = np.ascontiguousarray(raw, dtype=np.float32)
         source_hws = [image.pixels.shape[:2] for image in images]
+        scales = [ops._scale_row(tensor_hw, hw) for hw in source_hws]
         if self.info.end2end or raw.shape[-1] == 6:
             rows = [self._end2end(r, opts) for r in raw]
-            for det, hw in zip(rows, source_hws):
-                det[:, :4] = ops.scale_boxes(det[:, :4], tensor_hw, hw)
+            for det, row in zip(rows, scales):
+                ops._scale_with(det[:, :4], row)
         else:
-            scales = [ops._scale_row(tensor_hw, hw) for hw in source_hws]
             scale = scales[0][None] if len(scales) == 1 else np.stack(scales)
             rows = ops._yolo_rows(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
                                   _MAX_NMS, scale)
