@@ -58,20 +58,19 @@ class Detections:
         object.__setattr__(self, "class_id", cls)
 
     @classmethod
-    def _from_rows(cls, rows: np.ndarray, names: Mapping[int, str], orig_shape: tuple[int, int]) -> "Detections":
-        """From float32 ``(n, 6)`` rows ``[x1, y1, x2, y2, conf, class]`` in image pixels (trusted:
-        the Predictor's hot path, skipping the conversions of ``__init__``)."""
+    def _trusted(cls, xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray,
+                 names: Mapping[int, str], orig_shape: tuple[int, int]) -> "Detections":
+        """From arrays that already have the right dtypes and shapes (the Predictor's hot path,
+        skipping the conversions and checks of ``__init__``)."""
         obj = object.__new__(cls)
-        for key, value in (
-            ("xyxy", rows[:, :4].copy()),
-            ("confidence", rows[:, 4]),
-            ("class_id", rows[:, 5].astype(np.int64)),
-            ("names", names),
-            ("orig_shape", orig_shape),
-            ("speed", {}),
-        ):
-            object.__setattr__(obj, key, value)
+        obj.__dict__.update(xyxy=xyxy, confidence=confidence, class_id=class_id, names=names,
+                            orig_shape=orig_shape, speed={})
         return obj
+
+    @classmethod
+    def _from_rows(cls, rows: np.ndarray, names: Mapping[int, str], orig_shape: tuple[int, int]) -> "Detections":
+        """From float32 ``(n, 6)`` rows ``[x1, y1, x2, y2, conf, class]`` in image pixels (trusted)."""
+        return cls._trusted(rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64), names, orig_shape)
 
     @classmethod
     def empty(cls, names: Mapping[int, str] | None = None, orig_shape: tuple[int, int] = (0, 0)) -> "Detections":

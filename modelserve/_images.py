@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,8 +19,7 @@ from ._errors import InvalidInputError
 __all__ = ["Image", "load_image", "is_single_image"]
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     """A decoded image: ``pixels`` is C-contiguous ``HxWx3`` uint8; ``bgr`` tells the channel order."""
 
     pixels: np.ndarray
@@ -93,11 +91,16 @@ def _from_array(arr: np.ndarray, channels: str) -> Image:
     return Image(np.ascontiguousarray(arr[:, :, :3]), bgr=(channels == "bgr"))
 
 
+_U8 = np.dtype(np.uint8)
+
+
 def load_image(source: Any, channels: str = "bgr") -> Image:
     """Decode one image from any accepted form; raises :class:`InvalidInputError` otherwise."""
     if channels not in ("bgr", "rgb"):
         raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
     if isinstance(source, np.ndarray):
+        if source.dtype is _U8 and source.ndim == 3 and source.shape[2] == 3 and source.flags.c_contiguous:
+            return Image(source, channels == "bgr")  # the common case, as OpenCV gives frames
         return _from_array(source, channels)
     if isinstance(source, (str, os.PathLike)):
         return _open(os.fspath(source), f"image file {os.fspath(source)!r}")

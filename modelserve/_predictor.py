@@ -31,6 +31,8 @@ __all__ = ["Predictor", "PredictOptions"]
 _DEFAULT_IMGSZ = 640
 _PAD_VALUE = 114  # Ultralytics' letterbox grey
 _MAX_NMS = 30000  # Ultralytics' max_nms: candidates entering NMS, highest scores first
+_MAX_GEOMETRIES = 256  # image sizes whose letterbox plans a Predictor keeps
+_F32 = np.dtype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,10 @@ class Predictor:
         if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
             raise ModelLoadError(f"expected a float32 or float16 model input, got {spec.dtype}")
         self._input = spec
+        self._otype = ops._OTYPES[spec.dtype.char]
+        # The backend (Cython kernels or the NumPy reference) is chosen once, when loading.
+        self._kernels = ops._use_kernels()
+        self._geometries: dict[tuple[int, int], ops._Geometry] = {}
         self._fixed_batch = spec.shape[0]
         h, w = spec.shape[2], spec.shape[3]
         stride = info.stride
@@ -151,23 +157,33 @@ class Predictor:
         return f"<Predictor engine={self.engine.name} device={self.engine.device} imgsz={self.imgsz} ({kind}) classes={len(self.names)}>"
 
     # -- the pipeline ---------------------------------------------------------------------------
-    def _layout(self, image: Image) -> ops.LetterboxInfo:
-        return ops.letterbox_geometry(
-            image.pixels.shape[:2], self.imgsz, auto=self.dynamic, stride=self.info.stride
-        )
+    def _geometry(self, image: Image) -> ops._Geometry:
+        """The letterbox layout, kernel plan and box scaling of this image's size (cached)."""
+        hw = image.pixels.shape[:2]
+        geometry = self._geometries.get(hw)
+        if geometry is None:
+            geometry = ops._geometry(hw, self.imgsz, self.dynamic, self.info.stride, self._kernels)
+            if len(self._geometries) >= _MAX_GEOMETRIES:
+                self._geometries.clear()  # many sizes: start over rather than grow without bound
+            self._geometries[hw] = geometry
+        return geometry
 
-    def _preprocess(self, images: Sequence[Image]) -> list[tuple[list[int], np.ndarray]]:
+    def _preprocess(self, images: Sequence[Image], geometries: Sequence[ops._Geometry]
+                    ) -> list[tuple[list[int], np.ndarray]]:
         """Group images by letterboxed shape and fill one batch tensor per group."""
-        layouts = [self._layout(img) for img in images]
+        if len(images) == 1:  # the common case: one image, one (1, 3, h, w) batch
+            batch = np.empty((1, 3, *geometries[0].layout.output_hw), dtype=self._input.dtype)
+            ops._fill(geometries[0], images[0].pixels, batch, self._otype, _PAD_VALUE, images[0].bgr)
+            return [([0], batch)]
         groups: dict[tuple[int, int], list[int]] = {}
-        for i, layout in enumerate(layouts):
-            groups.setdefault(layout.output_hw, []).append(i)
+        for i, geometry in enumerate(geometries):
+            groups.setdefault(geometry.layout.output_hw, []).append(i)
         batches = []
         for (h, w), idx in groups.items():
             batch = np.empty((len(idx), 3, h, w), dtype=self._input.dtype)
             for slot, i in enumerate(idx):
                 # load_image gave a C-contiguous HxWx3 uint8 array and the slot has the layout's shape
-                ops._letterbox_fill(images[i].pixels, batch[slot], layouts[i], _PAD_VALUE, images[i].bgr)
+                ops._fill(geometries[i], images[i].pixels, batch[slot], self._otype, _PAD_VALUE, images[i].bgr)
             batches.append((idx, batch))
         return batches
 
@@ -188,24 +204,28 @@ class Predictor:
             outs.append(np.asarray(self.engine.run({self._input.name: chunk})[0])[:n])
         return np.concatenate(outs)
 
-    def _detect(self, raw: np.ndarray, opts: PredictOptions, tensor_hw: tuple[int, int],
-                images: Sequence[Image]) -> list[Detections]:
-        """Raw outputs of one batch of ``tensor_hw`` tensors -> Detections in each image's pixels."""
+    def _detect(self, raw: np.ndarray, opts: PredictOptions, images: Sequence[Image],
+                geometries: Sequence[ops._Geometry]) -> list[Detections]:
+        """Raw outputs of one batch -> Detections in each image's pixels."""
         if raw.ndim != 3:
             raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
-        raw = np.ascontiguousarray(raw, dtype=np.float32)
-        source_hws = [image.pixels.shape[:2] for image in images]
-        scales = [ops._scale_row(tensor_hw, hw) for hw in source_hws]
-        if self.info.end2end or raw.shape[-1] == 6:
-            rows = [self._end2end(r, opts) for r in raw]
-            for det, row in zip(rows, scales):
-                ops._scale_with(det[:, :4], row)
-        else:
-            scale = scales[0][None] if len(scales) == 1 else np.stack(scales)
-            rows = ops._yolo_rows(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
-                                  _MAX_NMS, scale)
+        if raw.dtype is not _F32 or not raw.flags.c_contiguous:
+            raw = np.ascontiguousarray(raw, dtype=np.float32)
         names = self.names
-        return [Detections._from_rows(det, names, (int(hw[0]), int(hw[1]))) for det, hw in zip(rows, source_hws)]
+        if self.info.end2end or raw.shape[-1] == 6:
+            out = []
+            for r, image, geometry in zip(raw, images, geometries):
+                det = self._end2end(r, opts)
+                ops._scale_with(det[:, :4], geometry.scale)
+                out.append(Detections._from_rows(det, names, image.pixels.shape[:2]))
+            return out
+        if raw.shape[1] < 5:
+            raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
+        scale = geometries[0].scale[None] if len(geometries) == 1 else np.stack([g.scale for g in geometries])
+        arrays = ops._yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
+                                      _MAX_NMS, scale, self._kernels)
+        return [Detections._trusted(xyxy, conf, cls, names, image.pixels.shape[:2])
+                for (xyxy, conf, cls), image in zip(arrays, images)]
 
     @staticmethod
     def _end2end(pred: np.ndarray, opts: PredictOptions) -> np.ndarray:
@@ -248,32 +268,36 @@ class Predictor:
     def _predict_direct(self, sources: list[Any], opts: PredictOptions) -> list[Detections]:
         t0 = time.perf_counter()
         decoded = [load_image(s, self.channels) for s in sources]
-        batches = self._preprocess(decoded)
+        geometries = [self._geometry(img) for img in decoded]
+        batches = self._preprocess(decoded, geometries)
         t1 = time.perf_counter()
-        raws = [(idx, batch.shape[2:], self._infer(batch)) for idx, batch in batches]
+        raws = [(idx, self._infer(batch)) for idx, batch in batches]
         t2 = time.perf_counter()
-        by_index: dict[int, Detections] = {}
-        for idx, hw, raw in raws:
-            dets = self._detect(raw, opts, (int(hw[0]), int(hw[1])), [decoded[i] for i in idx])
-            by_index.update(zip(idx, dets))
-        results = [by_index[i] for i in range(len(decoded))]
+        if len(raws) == 1 and len(decoded) == 1:
+            results = self._detect(raws[0][1], opts, decoded, geometries)
+        else:
+            by_index: dict[int, Detections] = {}
+            for idx, raw in raws:
+                dets = self._detect(raw, opts, [decoded[i] for i in idx], [geometries[i] for i in idx])
+                by_index.update(zip(idx, dets))
+            results = [by_index[i] for i in range(len(decoded))]
         return _with_speed(results, t0, t1, t2, time.perf_counter())
 
     # -- batched path ---------------------------------------------------------------------------
-    def _prepare(self, source: Any) -> tuple[Image, np.ndarray]:
+    def _prepare(self, source: Any) -> tuple[Image, ops._Geometry, np.ndarray]:
         """Decode and letterbox one image into its own ``(3, h, w)`` tensor (caller's thread)."""
         img = load_image(source, self.channels)
-        layout = self._layout(img)
-        tensor = np.empty((3, *layout.output_hw), dtype=self._input.dtype)
-        ops._letterbox_fill(img.pixels, tensor, layout, _PAD_VALUE, img.bgr)
-        return img, tensor
+        geometry = self._geometry(img)
+        tensor = np.empty((3, *geometry.layout.output_hw), dtype=self._input.dtype)
+        ops._fill(geometry, img.pixels, tensor, self._otype, _PAD_VALUE, img.bgr)
+        return img, geometry, tensor
 
     def _run_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
         """The batcher's function: same-shaped tensors in, one raw output row each out."""
         return list(self._infer(np.stack(tensors)))
 
-    def _finish(self, image: Image, tensor: np.ndarray, raw: np.ndarray, opts: PredictOptions) -> Detections:
-        return self._detect(raw[None], opts, (int(tensor.shape[1]), int(tensor.shape[2])), [image])[0]
+    def _finish(self, image: Image, geometry: ops._Geometry, raw: np.ndarray, opts: PredictOptions) -> Detections:
+        return self._detect(raw[None], opts, [image], [geometry])[0]
 
     def _predict_batched(self, batcher: MicroBatcher, sources: list[Any], opts: PredictOptions) -> list[Detections]:
         t0 = time.perf_counter()
@@ -283,7 +307,7 @@ class Predictor:
         try:
             # The first image meets the queue's policy (on_full); once the call is admitted, the
             # rest of its images wait for room, so a long list never fails on its own length.
-            for n, (_, tensor) in enumerate(prepared):
+            for n, (_, _, tensor) in enumerate(prepared):
                 futures.append(batcher.submit(tensor, block=True if n else None))
             raws = [f.result() for f in futures]
         except BaseException:
@@ -291,7 +315,7 @@ class Predictor:
                 f.cancel()
             raise
         t2 = time.perf_counter()
-        results = [self._finish(img, tensor, raw, opts) for (img, tensor), raw in zip(prepared, raws)]
+        results = [self._finish(img, geometry, raw, opts) for (img, geometry, _), raw in zip(prepared, raws)]
         return _with_speed(results, t0, t1, t2, time.perf_counter())
 
     def __call__(self, images: Any, **kwargs: Any) -> Detections | list[Detections]:
@@ -327,11 +351,11 @@ class Predictor:
     async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions, wait: bool) -> Detections:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        img, tensor = await loop.run_in_executor(None, self._prepare, source)
+        img, geometry, tensor = await loop.run_in_executor(None, self._prepare, source)
         t1 = time.perf_counter()
         raw = await batcher.acall(tensor, block=True if wait else None)
         t2 = time.perf_counter()
-        result = self._finish(img, tensor, raw, opts)
+        result = self._finish(img, geometry, raw, opts)
         return _with_speed([result], t0, t1, t2, time.perf_counter())[0]
 
     @property

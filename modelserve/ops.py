@@ -29,7 +29,7 @@ import operator
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -238,24 +238,42 @@ def letterbox(
 
 def _letterbox_fill(image: np.ndarray, out: np.ndarray, info: LetterboxInfo, pad: int, bgr_to_rgb: bool) -> None:
     """:func:`letterbox` on validated arguments: C-contiguous uint8 ``image``, ``out`` of the shape
-    ``info`` gives (the Predictor's path, which has checked both already)."""
-    rw, rh = info.resized_wh
-    left, top = info.pad_lt
+    ``info`` gives."""
     if not _use_kernels():
         _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, pad, bgr_to_rgb)
         return
-    if (image.shape[0], image.shape[1]) == (rh, rw):
-        xt = yt = _NO_TAPS
-    else:
-        xt = _taps(image.shape[1], rw, True)
-        yt = _taps(image.shape[0], rh, False)
-    xo0, xo1, xa0, xa1 = xt
-    yo0, yo1, yb0, yb1 = yt
-    rc = _k_letterbox.letterbox_into(
-        image, out, _OTYPES[out.dtype.char], rw, rh, left, top, xo0, xo1, xa0, xa1, yo0, yo1, yb0, yb1,
-        _LUT32, _LUT16, pad, bgr_to_rgb
-    )
-    if rc != 0:
+    plan = _plan(image.shape[0], image.shape[1], out.shape[1], out.shape[2], info.resized_wh, info.pad_lt)
+    if plan.run(image, out, _OTYPES[out.dtype.char], pad, bgr_to_rgb) != 0:
+        raise MemoryError("letterbox: could not allocate two row buffers")
+
+
+class _Geometry(NamedTuple):
+    """Everything the Predictor needs for one source image size, computed once: the letterbox
+    layout, the kernel's plan (``None`` with the NumPy backend) and the :func:`_scale_row` that maps
+    boxes back."""
+
+    layout: LetterboxInfo
+    plan: Any
+    scale: np.ndarray
+
+
+def _geometry(source_hw: tuple[int, int], new_shape: tuple[int, int], auto: bool, stride: int,
+              kernels: bool) -> _Geometry:
+    layout = letterbox_geometry(source_hw, new_shape, auto=auto, stride=stride)
+    (h, w), (oh, ow) = layout.source_hw, layout.output_hw
+    plan = _plan(h, w, oh, ow, layout.resized_wh, layout.pad_lt) if kernels else None
+    return _Geometry(layout, plan, _scale_row(layout.output_hw, layout.source_hw))
+
+
+def _fill(geometry: _Geometry, image: np.ndarray, out: np.ndarray, otype: int, pad: int, bgr_to_rgb: bool) -> None:
+    """Letterbox ``image`` (C-contiguous uint8, of the geometry's size) into ``out``, any
+    C-contiguous array holding one ``(3, h, w)`` tensor of the ``otype`` dtype (0 float32,
+    1 float16, 2 uint8), e.g. a ``(1, 3, h, w)`` batch or one slot of a bigger one."""
+    if geometry.plan is None:
+        layout = geometry.layout
+        out3 = out.reshape(3, *layout.output_hw)
+        _reference.letterbox_into(image, out3, layout.resized_wh, layout.pad_lt, pad, bgr_to_rgb)
+    elif geometry.plan.run(image, out, otype, pad, bgr_to_rgb) != 0:
         raise MemoryError("letterbox: could not allocate two row buffers")
 
 
@@ -276,15 +294,23 @@ _NO_TAPS = tuple(np.zeros(1, np.int32) for _ in range(4))
 
 
 @functools.lru_cache(maxsize=64)
+def _plan(h: int, w: int, oh: int, ow: int, resized_wh: tuple[int, int], pad_lt: tuple[int, int]) -> Any:
+    """The kernel's precomputed letterbox of one geometry (cached): tap tables, packed weights."""
+    rw, rh = resized_wh
+    if (h, w) == (rh, rw):
+        xt = yt = _NO_TAPS
+    else:
+        xt = _taps(w, rw, True)
+        yt = _taps(h, rh, False)
+    return _k_letterbox.Plan(h, w, oh, ow, rw, rh, pad_lt[0], pad_lt[1], *xt, *yt, _LUT32, _LUT16)
+
+
 def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, ...]:
-    """Resize tap tables for one axis and geometry (cached): offsets (x: times 3 channels), weights."""
+    """Resize tap tables for one axis: offsets (x: times 3 channels) and weights, as int32."""
     s0, s1, w0, w1 = _reference.linear_taps(src, dst, clamp)
     if clamp:
         s0, s1 = s0 * 3, s1 * 3
-    tables = tuple(np.ascontiguousarray(t, dtype=np.int32) for t in (s0, s1, w0, w1))
-    for t in tables:
-        t.flags.writeable = False
-    return tables
+    return tuple(np.ascontiguousarray(t, dtype=np.int32) for t in (s0, s1, w0, w1))
 
 
 def _check_unit(value: float, what: str) -> float:
@@ -376,13 +402,7 @@ def _yolo_rows(
                 det[:, :4] = _scale_with(det[:, :4], row)
         return dets
     batch, channels, n = raw.shape
-    nc = channels - 4
-    if class_arr is None:
-        allowed = _all_classes(nc)
-    else:
-        allowed = np.zeros(nc, dtype=np.uint8)
-        valid = class_arr[(class_arr >= 0) & (class_arr < nc)]
-        allowed[valid] = 1
+    allowed = _allowed(class_arr, channels - 4)
     rows = max(1, min(max_det, n))
     det = np.empty((batch, rows, 6), dtype=np.float32)
     counts = np.empty(batch, dtype=np.int64)  # the kernel sets every entry
@@ -393,6 +413,32 @@ def _yolo_rows(
     if rc != 0:
         raise MemoryError("yolo_postprocess: out of memory")
     return [det[b, : counts[b]].copy() for b in range(batch)]
+
+
+def _allowed(class_arr: np.ndarray | None, nc: int) -> np.ndarray:
+    """The kernel's per-class uint8 mask for ``classes`` (``None``: every class)."""
+    if class_arr is None:
+        return _all_classes(nc)
+    allowed = np.zeros(nc, dtype=np.uint8)
+    allowed[class_arr[(class_arr >= 0) & (class_arr < nc)]] = 1
+    return allowed
+
+
+def _yolo_detections(
+    raw: np.ndarray, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None, agnostic: bool,
+    max_nms: int, scale: np.ndarray, kernels: bool,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The Predictor's post-processing: :func:`yolo_postprocess` on validated arguments (``raw``
+    C-contiguous float32) with each image's boxes mapped back by its ``(B, 12)`` ``scale`` row,
+    straight into ``(xyxy, confidence, class_id)`` arrays per image."""
+    if not kernels:
+        dets = _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, agnostic, max_nms)
+        out = []
+        for det, row in zip(dets, scale):
+            out.append((_scale_with(det[:, :4].copy(), row), det[:, 4].copy(), det[:, 5].astype(np.int64)))
+        return out
+    allowed = _allowed(class_arr, raw.shape[1] - 4)
+    return _k_nms.yolo_detections(raw, conf, iou, max_det, allowed, agnostic, max_nms, _reference.MAX_WH, scale)
 
 
 def _check_boxes_scores(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -91,7 +91,7 @@ def test_a_full_queue_still_rejects_a_new_call(predictor, images):
     p = ms.load(_Recording(predictor.engine), batching=ms.Batching(max_batch_size=1, max_queue_size=1))
     p.batcher.pause()
     try:
-        first = p.batcher.submit(p._prepare(images[0])[1])  # fills the queue (bound 1)
+        first = p.batcher.submit(p._prepare(images[0])[-1])  # fills the queue (bound 1)
         with pytest.raises(ms.QueueFullError):
             p.predict([images[0], images[1]])
     finally:

@@ -7,11 +7,13 @@ float32 ``v / 255`` (true division, as Ultralytics/torch), float16 (``v / 255`` 
 lookup table) or the raw uint8. The inner loops are C with SSE2 intrinsics (x86-64 baseline) and a
 portable scalar path elsewhere; both compute exactly OpenCV's integer arithmetic.
 
-The caller (``modelserve.ops.letterbox``) validates every argument and builds the tap tables
-(``modelserve._reference.linear_taps``); this code trusts them, runs without the GIL and never
-raises (it returns -1 only when it cannot allocate its row buffers).
+A :class:`Plan` holds everything that depends only on the geometry (tap tables, packed weights,
+SIMD path), checked once when it is built (``modelserve.ops`` caches one per geometry); ``run``
+checks the buffer sizes, then works without the GIL and never raises (it returns -1 only when it
+cannot allocate its two row buffers).
 """
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
 
 
@@ -395,77 +397,76 @@ cdef extern from *:
         }
     }
 
-    /* The whole letterbox. out: (3, OH, OW) elements of size 4/2/1 (otype). lut32/lut16: 256 bit
-       patterns of float32 v/255 and float16 v/255. Returns 0, or -1 when out of memory. */
-    static int ms_letterbox(const uint8_t *src, Py_ssize_t H, Py_ssize_t W, void *out, int otype,
-                            Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t rw, Py_ssize_t rh, Py_ssize_t left,
-                            Py_ssize_t top, const int32_t *xo0, const int32_t *xo1, const int32_t *xa0,
-                            const int32_t *xa1, const int32_t *yo0, const int32_t *yo1, const int32_t *yb0,
-                            const int32_t *yb1, const uint32_t *lut32, const uint16_t *lut16, int pad, int rgb) {
-        size_t es = otype == MS_F32 ? 4 : (otype == MS_F16 ? 2 : 1);
-        Py_ssize_t plane = OH * OW, right = OW - left - rw, c, y, dx, dy;
-        char *base = (char *)out, *P[3];
-        uint32_t padbits = otype == MS_F32 ? lut32[pad] : (otype == MS_F16 ? lut16[pad] : (uint32_t)pad);
-        int32_t *buf, *slot[2][3], *wv;
-        void (*hpass)(const uint8_t *, const uint8_t *, int32_t *const *, int32_t *const *, Py_ssize_t,
-                      const int32_t *, const int32_t *, const int32_t *, const int32_t *, const int32_t *,
-                      Py_ssize_t) = ms_hpass;
-        uint8_t *tmp;
-        Py_ssize_t held[2] = {-1, -1}, vec_end;
+    typedef void (*ms_hpass_fn)(const uint8_t *, const uint8_t *, int32_t *const *, int32_t *const *, Py_ssize_t,
+                                const int32_t *, const int32_t *, const int32_t *, const int32_t *, const int32_t *,
+                                Py_ssize_t);
 
-        for (c = 0; c < 3; c++) {
-            char *p = base + (size_t)(c * plane) * es;
-            ms_fill(p, top * OW, otype, padbits);
-            ms_fill(p + (size_t)((top + rh) * OW) * es, (OH - top - rh) * OW, otype, padbits);
-            if (left > 0 || right > 0)
-                for (y = top; y < top + rh; y++) {
-                    ms_fill(p + (size_t)(y * OW) * es, left, otype, padbits);
-                    ms_fill(p + (size_t)(y * OW + left + rw) * es, right, otype, padbits);
-                }
-        }
-        /* plane receiving source channel k (BGR input; RGB output when rgb) */
-        P[0] = base + (size_t)((rgb ? 2 : 0) * plane) * es;
-        P[1] = base + (size_t)plane * es;
-        P[2] = base + (size_t)((rgb ? 0 : 2) * plane) * es;
+    enum { MS_CONVERT = 0, MS_SAMPLE = 1, MS_LINEAR = 2 };
 
-        if (rw == W && rh == H) { /* no resize: convert and de-interleave */
-            ms_sample(src, W, P, otype, OW, rw, rh, left, top, NULL, NULL, lut32, lut16);
-            return 0;
-        }
-        {
-            /* Every tap weight (2048, 0) (e.g. 1920x1080 -> 640x360, any odd integer factor):
-               OpenCV's arithmetic gives ((2048 * ((p * 2048) >> 4)) >> 16 + 2) >> 2 == p, the
-               source pixel itself. Sample it directly. */
-            int trivial = 1;
-            for (dx = 0; dx < rw && trivial; dx++) trivial = xa0[dx] == 2048 && xa1[dx] == 0;
-            for (dy = 0; dy < rh && trivial; dy++) trivial = yb0[dy] == 2048 && yb1[dy] == 0;
-            if (trivial) {
-                ms_sample(src, W, P, otype, OW, rw, rh, left, top, xo0, yo0, lut32, lut16);
-                return 0;
-            }
-        }
+    /* Everything about one geometry (source H x W -> rw x rh placed at left, top in OH x OW) that
+       does not depend on the pixels: the tap tables, the packed weights, the SIMD path, how far the
+       vector loads may go, and the float32/float16 lookup tables. Built once, then read-only, so
+       one plan serves any number of threads at once. */
+    typedef struct {
+        Py_ssize_t H, W, OH, OW, rw, rh, left, top, vec_end;
+        int mode;
+        int32_t *xo0, *xo1, *xa0, *xa1, *yo0, *yo1, *yb0, *yb1, *wv;
+        uint32_t lut32[256];
+        uint16_t lut16[256];
+        ms_hpass_fn hpass;
+        int32_t *mem;
+    } ms_plan;
 
-        buf = (int32_t *)malloc((size_t)(6 * rw + 4 * rw + 16) * sizeof(int32_t) + (size_t)(3 * rw + 64));
-        if (buf == NULL) return -1;
-        for (c = 0; c < 3; c++) { slot[0][c] = buf + c * rw; slot[1][c] = buf + (3 + c) * rw; }
-        wv = buf + 6 * rw;
+    static void ms_plan_free(ms_plan *p) { free(p->mem); p->mem = NULL; }
+
+    /* x tables have rw entries, y tables rh (both ignored when no resize is needed). Returns 0, or
+       -1 when out of memory. The caller has checked the sizes and that every tap is in range. */
+    static int ms_plan_init(ms_plan *p, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t rw,
+                            Py_ssize_t rh, Py_ssize_t left, Py_ssize_t top, const int32_t *xo0, const int32_t *xo1,
+                            const int32_t *xa0, const int32_t *xa1, const int32_t *yo0, const int32_t *yo1,
+                            const int32_t *yb0, const int32_t *yb1, const uint32_t *lut32, const uint16_t *lut16) {
+        Py_ssize_t dx, dy;
+        int trivial = 1;
+        memset(p, 0, sizeof(*p));
+        p->H = H; p->W = W; p->OH = OH; p->OW = OW; p->rw = rw; p->rh = rh; p->left = left; p->top = top;
+        memcpy(p->lut32, lut32, sizeof(p->lut32));
+        memcpy(p->lut16, lut16, sizeof(p->lut16));
+        p->hpass = ms_hpass;
+        if (rw == W && rh == H) { p->mode = MS_CONVERT; return 0; }
+        /* 4 x tables + packed weights (4 per column, 16 spare) + 4 y tables */
+        p->mem = (int32_t *)malloc((size_t)(8 * rw + 16 + 4 * rh) * sizeof(int32_t));
+        if (p->mem == NULL) return -1;
+        p->xo0 = p->mem; p->xo1 = p->xo0 + rw; p->xa0 = p->xo1 + rw; p->xa1 = p->xa0 + rw;
+        p->wv = p->xa1 + rw;
+        p->yo0 = p->wv + 4 * rw + 16; p->yo1 = p->yo0 + rh; p->yb0 = p->yo1 + rh; p->yb1 = p->yb0 + rh;
+        memcpy(p->xo0, xo0, (size_t)rw * sizeof(int32_t)); memcpy(p->xo1, xo1, (size_t)rw * sizeof(int32_t));
+        memcpy(p->xa0, xa0, (size_t)rw * sizeof(int32_t)); memcpy(p->xa1, xa1, (size_t)rw * sizeof(int32_t));
+        memcpy(p->yo0, yo0, (size_t)rh * sizeof(int32_t)); memcpy(p->yo1, yo1, (size_t)rh * sizeof(int32_t));
+        memcpy(p->yb0, yb0, (size_t)rh * sizeof(int32_t)); memcpy(p->yb1, yb1, (size_t)rh * sizeof(int32_t));
+        /* Every tap weight (2048, 0) (e.g. 1920x1080 -> 640x360, any odd integer factor): OpenCV's
+           arithmetic gives ((2048 * ((p * 2048) >> 4)) >> 16 + 2) >> 2 == p, the source pixel
+           itself. Sample it directly. */
+        for (dx = 0; dx < rw && trivial; dx++) trivial = xa0[dx] == 2048 && xa1[dx] == 0;
+        for (dy = 0; dy < rh && trivial; dy++) trivial = yb0[dy] == 2048 && yb1[dy] == 0;
+        if (trivial) { p->mode = MS_SAMPLE; return 0; }
+        p->mode = MS_LINEAR;
         for (dx = 0; dx < rw; dx++) {
             int32_t w = (int32_t)(((uint32_t)xa1[dx] << 16) | ((uint32_t)xa0[dx] & 0xFFFFu));
-            wv[4 * dx] = wv[4 * dx + 1] = wv[4 * dx + 2] = wv[4 * dx + 3] = w;
+            p->wv[4 * dx] = p->wv[4 * dx + 1] = p->wv[4 * dx + 2] = p->wv[4 * dx + 3] = w;
         }
-        tmp = (uint8_t *)(wv + 4 * rw + 16);
         /* vector loads read 4 bytes per tap (8 at x0 with SSSE3): stay inside the source row */
-        vec_end = rw;
-        while (vec_end > 0 && (Py_ssize_t)xo1[vec_end - 1] + 4 > 3 * W) vec_end--;
-        while (vec_end > 0 && (Py_ssize_t)xo0[vec_end - 1] + 4 > 3 * W) vec_end--;
+        p->vec_end = rw;
+        while (p->vec_end > 0 && (Py_ssize_t)xo1[p->vec_end - 1] + 4 > 3 * W) p->vec_end--;
+        while (p->vec_end > 0 && (Py_ssize_t)xo0[p->vec_end - 1] + 4 > 3 * W) p->vec_end--;
     #ifdef MS_SSSE3
         if (ms_have_ssse3()) {
-            hpass = ms_hpass_ssse3;
-            while (vec_end > 0 && (Py_ssize_t)xo0[vec_end - 1] + 8 > 3 * W) vec_end--;
+            p->hpass = ms_hpass_ssse3;
+            while (p->vec_end > 0 && (Py_ssize_t)xo0[p->vec_end - 1] + 8 > 3 * W) p->vec_end--;
         }
         if (ms_have_avx2()) { /* weights of columns k and k + 4 side by side, per group of 8 */
             Py_ssize_t g, k2, j;
-            hpass = ms_hpass_avx2;
+            int32_t *wv = p->wv;
+            p->hpass = ms_hpass_avx2;
             for (g = 0; g + 8 <= rw; g += 8)
                 for (k2 = 0; k2 < 4; k2++)
                     for (j = 0; j < 4; j++) {
@@ -474,61 +475,158 @@ cdef extern from *:
                     }
         }
     #endif
+        return 0;
+    }
+
+    /* The whole letterbox of one image with a plan. out: (3, OH, OW) elements of size 4/2/1
+       (otype). Returns 0, or -1 when out of memory. */
+    static int ms_plan_run(const ms_plan *p, const uint8_t *src, void *out, int otype, int pad, int rgb) {
+        const Py_ssize_t W = p->W, OH = p->OH, OW = p->OW, rw = p->rw, rh = p->rh, left = p->left, top = p->top;
+        size_t es = otype == MS_F32 ? 4 : (otype == MS_F16 ? 2 : 1);
+        Py_ssize_t plane = OH * OW, right = OW - left - rw, c, y, dy;
+        char *base = (char *)out, *P[3];
+        uint32_t padbits = otype == MS_F32 ? p->lut32[pad] : (otype == MS_F16 ? p->lut16[pad] : (uint32_t)pad);
+        int32_t *buf, *slot[2][3];
+        uint8_t *tmp;
+        Py_ssize_t held[2] = {-1, -1};
+
+        for (c = 0; c < 3; c++) {
+            char *q = base + (size_t)(c * plane) * es;
+            ms_fill(q, top * OW, otype, padbits);
+            ms_fill(q + (size_t)((top + rh) * OW) * es, (OH - top - rh) * OW, otype, padbits);
+            if (left > 0 || right > 0)
+                for (y = top; y < top + rh; y++) {
+                    ms_fill(q + (size_t)(y * OW) * es, left, otype, padbits);
+                    ms_fill(q + (size_t)(y * OW + left + rw) * es, right, otype, padbits);
+                }
+        }
+        /* plane receiving source channel k (BGR input; RGB output when rgb) */
+        P[0] = base + (size_t)((rgb ? 2 : 0) * plane) * es;
+        P[1] = base + (size_t)plane * es;
+        P[2] = base + (size_t)((rgb ? 0 : 2) * plane) * es;
+
+        if (p->mode == MS_CONVERT) { /* no resize: convert and de-interleave */
+            ms_sample(src, W, P, otype, OW, rw, rh, left, top, NULL, NULL, p->lut32, p->lut16);
+            return 0;
+        }
+        if (p->mode == MS_SAMPLE) {
+            ms_sample(src, W, P, otype, OW, rw, rh, left, top, p->xo0, p->yo0, p->lut32, p->lut16);
+            return 0;
+        }
+
+        buf = (int32_t *)malloc((size_t)(6 * rw) * sizeof(int32_t) + (size_t)(3 * rw + 64));
+        if (buf == NULL) return -1;
+        for (c = 0; c < 3; c++) { slot[0][c] = buf + c * rw; slot[1][c] = buf + (3 + c) * rw; }
+        tmp = (uint8_t *)(buf + 6 * rw);
 
         for (dy = 0; dy < rh; dy++) {
             /* a row weighted 0 adds (0 * r) >> 16 == 0: only s0 is needed */
-            Py_ssize_t s0 = yo0[dy], s1 = yb1[dy] == 0 ? yo0[dy] : yo1[dy], k;
+            Py_ssize_t s0 = p->yo0[dy], s1 = p->yb1[dy] == 0 ? p->yo0[dy] : p->yo1[dy], k;
             int i0, i1, have0 = held[0] == s0 || held[1] == s0, have1 = held[0] == s1 || held[1] == s1;
             if (!have0 && !have1 && s0 != s1) { /* both rows new: one pass over the taps */
                 held[0] = s0;
                 held[1] = s1;
-                hpass(src + s0 * W * 3, src + s1 * W * 3, slot[0], slot[1], rw, xo0, xo1, xa0, xa1, wv, vec_end);
+                p->hpass(src + s0 * W * 3, src + s1 * W * 3, slot[0], slot[1], rw, p->xo0, p->xo1, p->xa0, p->xa1,
+                         p->wv, p->vec_end);
             } else {
                 if (!have0) {
                     k = held[0] == s1 ? 1 : 0;
-                    hpass(src + s0 * W * 3, NULL, slot[k], NULL, rw, xo0, xo1, xa0, xa1, wv, vec_end);
+                    p->hpass(src + s0 * W * 3, NULL, slot[k], NULL, rw, p->xo0, p->xo1, p->xa0, p->xa1, p->wv, p->vec_end);
                     held[k] = s0;
                 }
                 if (held[0] != s1 && held[1] != s1) {
                     k = held[0] == s0 ? 1 : 0;
-                    hpass(src + s1 * W * 3, NULL, slot[k], NULL, rw, xo0, xo1, xa0, xa1, wv, vec_end);
+                    p->hpass(src + s1 * W * 3, NULL, slot[k], NULL, rw, p->xo0, p->xo1, p->xa0, p->xa1, p->wv, p->vec_end);
                     held[k] = s1;
                 }
             }
             i0 = held[0] == s0 ? 0 : 1;
             i1 = held[0] == s1 ? 0 : 1;
             for (c = 0; c < 3; c++)
-                ms_vpass(slot[i0][c], slot[i1][c], yb0[dy], yb1[dy],
-                         P[c] + (size_t)((top + dy) * OW + left) * es, otype, lut16, tmp, rw);
+                ms_vpass(slot[i0][c], slot[i1][c], p->yb0[dy], p->yb1[dy],
+                         P[c] + (size_t)((top + dy) * OW + left) * es, otype, p->lut16, tmp, rw);
         }
         free(buf);
         return 0;
     }
     """
-    int ms_letterbox(const uint8_t* src, Py_ssize_t H, Py_ssize_t W, void* out, int otype,
-                     Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t rw, Py_ssize_t rh, Py_ssize_t left,
-                     Py_ssize_t top, const int32_t* xo0, const int32_t* xo1, const int32_t* xa0,
-                     const int32_t* xa1, const int32_t* yo0, const int32_t* yo1, const int32_t* yb0,
-                     const int32_t* yb1, const uint32_t* lut32, const uint16_t* lut16, int pad,
-                     int rgb) nogil
+    ctypedef struct ms_plan:
+        Py_ssize_t H, W, OH, OW, rw, rh, left, top
+        int mode
+    int ms_plan_init(ms_plan* p, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t rw,
+                     Py_ssize_t rh, Py_ssize_t left, Py_ssize_t top, const int32_t* xo0, const int32_t* xo1,
+                     const int32_t* xa0, const int32_t* xa1, const int32_t* yo0, const int32_t* yo1,
+                     const int32_t* yb0, const int32_t* yb1, const uint32_t* lut32, const uint16_t* lut16)
+    void ms_plan_free(ms_plan* p)
+    int ms_plan_run(const ms_plan* p, const uint8_t* src, void* out, int otype, int pad, int rgb) nogil
 
 
-def letterbox_into(const uint8_t[:, :, ::1] image, out, int otype, Py_ssize_t rw, Py_ssize_t rh,
-                   Py_ssize_t left, Py_ssize_t top,
-                   const int32_t[::1] xo0, const int32_t[::1] xo1, const int32_t[::1] xa0, const int32_t[::1] xa1,
-                   const int32_t[::1] yo0, const int32_t[::1] yo1, const int32_t[::1] yb0, const int32_t[::1] yb1,
-                   const uint32_t[::1] lut32, const uint16_t[::1] lut16, int pad_value, bint rgb):
-    """Write the letterboxed ``image`` into ``out``, a C-contiguous writeable ``(3, OH, OW)`` array
-    of float32 (``otype`` 0), float16 (1) or uint8 (2). ``xo*`` are byte offsets (3 * x) of the
-    two horizontal taps, ``xa*``/``yb*`` their weights (1/2048), ``yo*`` the rows; ``lut32``/``lut16``
-    hold the bit patterns of ``v / 255`` as float32/float16. Returns 0, or -1 when out of memory.
-    Arguments are trusted (see ``modelserve.ops.letterbox``)."""
-    cdef uint8_t[:, :, ::1] o8 = out.view("u1").reshape(out.shape[0], out.shape[1], -1)
-    cdef Py_ssize_t H = image.shape[0], W = image.shape[1]
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef int rc
-    with nogil:
-        rc = ms_letterbox(&image[0, 0, 0], H, W, <void*>&o8[0, 0, 0], otype, OH, OW, rw, rh, left, top,
-                          &xo0[0], &xo1[0], &xa0[0], &xa1[0], &yo0[0], &yo1[0], &yb0[0], &yb1[0],
-                          &lut32[0], &lut16[0], pad_value, rgb)
-    return rc
+cdef inline bint _taps_ok(const int32_t[::1] o0, const int32_t[::1] o1, const int32_t[::1] a0,
+                          const int32_t[::1] a1, Py_ssize_t n, Py_ssize_t hi, Py_ssize_t step):
+    """Each table has n entries, offsets are multiples of ``step`` in [0, hi], weights in [0, 2048]."""
+    cdef Py_ssize_t i
+    if o0.shape[0] < n or o1.shape[0] < n or a0.shape[0] < n or a1.shape[0] < n:
+        return False
+    for i in range(n):
+        if not (0 <= o0[i] <= hi and 0 <= o1[i] <= hi and o0[i] % step == 0 and o1[i] % step == 0):
+            return False
+        if not (0 <= a0[i] <= 2048 and 0 <= a1[i] <= 2048):
+            return False
+    return True
+
+
+cdef class Plan:
+    """The precomputed letterbox of one geometry: a ``H x W`` BGR uint8 image resized to
+    ``rw x rh`` and placed at (``left``, ``top``) in a ``(3, OH, OW)`` tensor. ``xo*`` are byte
+    offsets (3 * x) of the two horizontal taps, ``xa*``/``yb*`` their weights (1/2048), ``yo*`` the
+    rows (``modelserve._reference.linear_taps``); ``lut32``/``lut16`` hold the bit patterns of
+    ``v / 255`` as float32/float16. The tables are checked and copied; a plan is immutable and
+    may be used by many threads at once."""
+
+    cdef ms_plan plan
+    cdef bint ready
+
+    def __cinit__(self, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t rw, Py_ssize_t rh,
+                  Py_ssize_t left, Py_ssize_t top,
+                  const int32_t[::1] xo0, const int32_t[::1] xo1, const int32_t[::1] xa0, const int32_t[::1] xa1,
+                  const int32_t[::1] yo0, const int32_t[::1] yo1, const int32_t[::1] yb0, const int32_t[::1] yb1,
+                  const uint32_t[::1] lut32, const uint16_t[::1] lut16):
+        self.ready = False
+        if H < 1 or W < 1 or rw < 1 or rh < 1 or left < 0 or top < 0 or left + rw > OW or top + rh > OH:
+            raise ValueError(f"bad letterbox geometry {H}x{W} -> {rw}x{rh} at ({left}, {top}) in {OH}x{OW}")
+        if lut32.shape[0] != 256 or lut16.shape[0] != 256:
+            raise ValueError("lut32 and lut16 must have 256 entries")
+        if not (rw == W and rh == H):
+            if not _taps_ok(xo0, xo1, xa0, xa1, rw, 3 * (W - 1), 3) or not _taps_ok(yo0, yo1, yb0, yb1, rh, H - 1, 1):
+                raise ValueError("letterbox tap tables are too short or out of range")
+        if ms_plan_init(&self.plan, H, W, OH, OW, rw, rh, left, top, &xo0[0], &xo1[0], &xa0[0], &xa1[0],
+                        &yo0[0], &yo1[0], &yb0[0], &yb1[0], &lut32[0], &lut16[0]) != 0:
+            raise MemoryError("letterbox: could not allocate the plan's tables")
+        self.ready = True
+
+    def __dealloc__(self):
+        ms_plan_free(&self.plan)
+
+    def run(self, image, out, int otype, int pad_value, bint rgb):
+        """Write the letterboxed ``image`` (C-contiguous ``H x W x 3`` uint8) into ``out``, a
+        C-contiguous writeable ``(3, OH, OW)`` array of float32 (``otype`` 0), float16 (1) or
+        uint8 (2). Buffers of the wrong size raise ValueError. Returns 0, or -1 when out of memory."""
+        cdef Py_buffer ib, ob
+        cdef Py_ssize_t es
+        cdef int rc
+        if not 0 <= otype <= 2 or not 0 <= pad_value <= 255:
+            raise ValueError(f"bad otype {otype} or pad value {pad_value}")
+        es = 4 if otype == 0 else (2 if otype == 1 else 1)
+        PyObject_GetBuffer(image, &ib, PyBUF_C_CONTIGUOUS)
+        try:
+            PyObject_GetBuffer(out, &ob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+            try:
+                if ib.len != self.plan.H * self.plan.W * 3 or ob.len != 3 * self.plan.OH * self.plan.OW * es:
+                    raise ValueError("image or output buffer does not match the letterbox plan")
+                with nogil:
+                    rc = ms_plan_run(&self.plan, <const uint8_t*>ib.buf, ob.buf, otype, pad_value, rgb)
+            finally:
+                PyBuffer_Release(&ob)
+        finally:
+            PyBuffer_Release(&ib)
+        return rc

@@ -25,3 +25,14 @@ def yolo_postprocess(
     counts: np.ndarray,
     scale: np.ndarray,
 ) -> int: ...
+def yolo_detections(
+    raw: np.ndarray,
+    conf: float,
+    thr: float,
+    max_det: int,
+    allowed: np.ndarray,
+    agnostic: bool,
+    max_nms: int,
+    max_wh: float,
+    scale: np.ndarray,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...

@@ -21,7 +21,11 @@ The wrappers in ``modelserve.ops`` validate everything; these functions trust th
 without the GIL and never raise (they return -1 when out of memory).
 """
 
+cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
+cnp.import_array()
 
 
 cdef extern from *:
@@ -512,3 +516,69 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
             if scale.shape[0] > 0:
                 ms_scale_rows(&det[bi, 0, 0], r, &scale[bi, 0])
     return rc
+
+
+def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssize_t max_det,
+                    const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
+                    const float[:, ::1] scale):
+    """``yolo_postprocess`` straight into the arrays :class:`modelserve.Detections` holds: one
+    ``(xyxy (n, 4) float32, confidence (n,) float32, class_id (n,) int64)`` tuple per image (the
+    Predictor's path: no intermediate ``(n, 6)`` arrays). ``scale``: (0, 12), or (B, 12) rows that
+    map each image's boxes back to its source pixels. Raises MemoryError when out of memory."""
+    cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], nc = C - 4, bi, i, n, r = 0
+    cdef Py_ssize_t rows = max(1, min(max_det, N))
+    cdef float fconf = <float>conf
+    cdef float* det
+    cdef float* src
+    cdef float* xy
+    cdef float* cf
+    cdef int64_t* cl
+    cdef Py_ssize_t* counts
+    cdef cnp.npy_intp dims[2]
+    cdef int rc = 0
+    if nc < 0 or allowed.shape[0] < nc or scale.shape[1] != 12 or scale.shape[0] not in (0, B):
+        raise ValueError("yolo_detections: inconsistent raw, allowed or scale shapes")
+    det = <float*>malloc(<size_t>(B * rows * 6) * sizeof(float) + 1)
+    counts = <Py_ssize_t*>malloc(<size_t>B * sizeof(Py_ssize_t) + 1)
+    try:
+        if det == NULL or counts == NULL:
+            raise MemoryError("yolo_detections: out of memory")
+        with nogil:
+            for bi in range(B):
+                counts[bi] = 0
+                if N == 0:
+                    continue
+                r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
+                                max_nms, max_wh, det + bi * rows * 6)
+                if r < 0:
+                    rc = -1
+                    break
+                counts[bi] = r
+                if scale.shape[0] > 0:
+                    ms_scale_rows(det + bi * rows * 6, r, &scale[bi, 0])
+        if rc != 0:
+            raise MemoryError("yolo_detections: out of memory")
+        out = []
+        for bi in range(B):
+            n = counts[bi]
+            dims[0] = n
+            dims[1] = 4
+            xyxy = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+            confidence = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
+            class_id = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
+            xy = <float*>cnp.PyArray_DATA(xyxy)
+            cf = <float*>cnp.PyArray_DATA(confidence)
+            cl = <int64_t*>cnp.PyArray_DATA(class_id)
+            src = det + bi * rows * 6
+            for i in range(n):
+                xy[4 * i] = src[6 * i]
+                xy[4 * i + 1] = src[6 * i + 1]
+                xy[4 * i + 2] = src[6 * i + 2]
+                xy[4 * i + 3] = src[6 * i + 3]
+                cf[i] = src[6 * i + 4]
+                cl[i] = <int64_t>src[6 * i + 5]
+            out.append((xyxy, confidence, class_id))
+        return out
+    finally:
+        free(det)
+        free(counts)
