@@ -6,8 +6,8 @@
 
 The wrappers here validate and convert their inputs (raising :class:`InvalidInputError`), then call
 the compiled Cython kernels (``modelserve/_kernels``), which release the GIL. When the extension is
-not built, or the environment variable ``MODELSERVE_KERNELS=numpy`` is set (read at every call), the
-NumPy reference implementation in ``modelserve._reference`` runs instead and a ``RuntimeWarning`` is
+not built, or the environment variable ``MODELSERVE_KERNELS=numpy`` is set (read at every call of
+these functions; a Predictor reads it once, when it is loaded), the NumPy reference implementation in ``modelserve._reference`` runs instead and a ``RuntimeWarning`` is
 issued once per process; :func:`backend` says which one is active. Both give identical results
 (except the order of exactly tied scores where torch sorts unstably, see ``modelserve._reference``).
 The wrappers never modify their inputs.

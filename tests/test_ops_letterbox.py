@@ -265,3 +265,41 @@ def test_every_simd_path_is_exact(level):
         env["MODELSERVE_SIMD"] = level
     proc = subprocess.run([sys.executable, "-c", _SIMD_CHECK], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@needs_kernels
+def test_plan_checks_its_tables_and_buffers():
+    """The kernel's plan refuses tap tables that would read outside the image, and buffers that
+    do not match its geometry, with ValueError instead of touching memory."""
+    taps = ops._taps(30, 10, True) + ops._taps(20, 8, False)
+    plan = ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *taps, ops._LUT32, ops._LUT16)
+    img = np.zeros((20, 30, 3), np.uint8)
+    out = np.empty((1, 3, 16, 16), np.float32)
+    assert plan.run(img, out, 0, 114, True) == 0
+    ref, _ = ops.letterbox(img, (16, 16))
+    # the placement is the plan's own (left 3, top 4), not letterbox's centring: compare one pixel
+    assert out[0, 0, 4, 3] == ref[0, 4, 3] and out[0, 0, 0, 0] == np.float32(114) / np.float32(255)
+    bad = [t.copy() for t in taps]
+    bad[0][-1] = 3 * 30  # x offset one pixel past the row
+    with pytest.raises(ValueError, match="tap tables"):
+        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *bad, ops._LUT32, ops._LUT16)
+    bad = [t.copy() for t in taps]
+    bad[4][0] = 20  # row past the image
+    with pytest.raises(ValueError, match="tap tables"):
+        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *bad, ops._LUT32, ops._LUT16)
+    with pytest.raises(ValueError, match="tap tables"):
+        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *(t[:3] for t in taps), ops._LUT32, ops._LUT16)
+    with pytest.raises(ValueError, match="geometry"):
+        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 7, 4, *taps, ops._LUT32, ops._LUT16)  # 7 + 10 > 16
+    with pytest.raises(ValueError, match="does not match"):
+        plan.run(np.zeros((20, 31, 3), np.uint8), out, 0, 114, True)
+    with pytest.raises(ValueError, match="does not match"):
+        plan.run(img, np.empty((1, 3, 16, 16), np.float16), 0, 114, True)
+    with pytest.raises((ValueError, BufferError)):
+        plan.run(img, np.empty((3, 16, 32), np.float32)[:, :, ::2], 0, 114, True)  # not contiguous
+    frozen = np.empty((3, 16, 16), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises((ValueError, BufferError)):
+        plan.run(img, frozen, 0, 114, True)
+    with pytest.raises(ValueError, match="pad value"):
+        plan.run(img, out, 0, 256, True)

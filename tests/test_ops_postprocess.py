@@ -132,6 +132,28 @@ def test_fused_scaling_equals_postprocess_then_scale_boxes(raw, tensor_hw, sourc
         expected = p.copy()
         expected[:, :4] = ops.scale_boxes(p[:, :4], tensor_hw, hw)
         assert _bits_equal(f, expected)
+    # The Predictor's arrays (xyxy, confidence, class_id) hold exactly the same values.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        arrays = ops._yolo_detections(raw, 0.1, 0.6, 20, None, False, 30000, scale, backend == "cython")
+    assert len(arrays) == raw.shape[0]
+    for (xyxy, conf, cls), f in zip(arrays, fused):
+        assert xyxy.dtype == np.float32 and conf.dtype == np.float32 and cls.dtype == np.int64
+        assert xyxy.shape == (len(f), 4) and conf.shape == cls.shape == (len(f),)
+        assert _bits_equal(xyxy, np.ascontiguousarray(f[:, :4])) and _bits_equal(conf, f[:, 4].copy())
+        assert cls.tolist() == f[:, 5].astype(np.int64).tolist()
+
+
+@pytest.mark.skipif(ops._k_nms is None, reason="Cython kernels not built")
+def test_yolo_detections_kernel_rejects_inconsistent_shapes():
+    raw = np.zeros((2, 6, 10), np.float32)
+    allowed = np.ones(2, np.uint8)
+    with pytest.raises(ValueError, match="inconsistent"):
+        ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0, np.zeros((1, 12), np.float32))
+    with pytest.raises(ValueError, match="inconsistent"):
+        ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, np.ones(1, np.uint8), False, 100, 7680.0, ops._NO_SCALE)
+    assert [len(x) for x, _, _ in ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0,
+                                                            ops._NO_SCALE)] == [0, 0]
 
 
 @needs_kernels

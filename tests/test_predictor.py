@@ -218,3 +218,36 @@ def test_detections_api(predictor, bgr):
     with pytest.raises(ms.InvalidInputError, match="boolean mask"):
         r[np.ones(n + 1, bool)]
     assert "Detections(n=" in repr(r)
+
+
+def test_numpy_backend_predictor_gives_the_same_detections(detector_path, predictor, bgr, monkeypatch):
+    """A Predictor loaded with MODELSERVE_KERNELS=numpy (the fallback when the extension is not
+    built) uses the NumPy reference for letterbox and post-processing, and finds exactly what the
+    kernels find, on real photos, alone and in a mixed-size batch."""
+    from modelserve import ops
+
+    if ops._k_nms is None:
+        pytest.skip("Cython kernels not built: both Predictors would use the reference")
+    monkeypatch.setenv(ops.KERNELS_ENV, "numpy")
+    monkeypatch.setattr(ops, "_warned_fallback", True)
+    with ms.load(detector_path) as slow:
+        assert slow._kernels is False and predictor._kernels is True
+        images = [bgr(n) for n in ("bus.jpg", "zidane.jpg")]
+        for img in images:
+            same(slow.predict(img, conf=0.1), predictor.predict(img, conf=0.1))
+        for a, b in zip(slow.predict(images, conf=0.1), predictor.predict(images, conf=0.1)):
+            same(a, b)
+        assert len(predictor.predict(images[0], conf=0.1)) >= 3
+
+
+def test_geometry_cache_is_bounded(predictor, bgr):
+    """The Predictor keeps the letterbox plan of each image size it has seen, up to a bound, and
+    results stay right after the cache is cleared."""
+    from modelserve import _predictor
+    from modelserve._images import Image as _Image
+
+    expected = predictor.predict(bgr("bus.jpg"))
+    for k in range(_predictor._MAX_GEOMETRIES + 10):
+        predictor._geometry(_Image(np.zeros((10 + k, 17, 3), np.uint8), True))
+    assert len(predictor._geometries) <= _predictor._MAX_GEOMETRIES
+    same(predictor.predict(bgr("bus.jpg")), expected)

@@ -158,7 +158,8 @@ cdef extern from *:
     }
 
     /* AVX2 (+F16C) versions, chosen at run time: the same arithmetic, two pixels per 256-bit register.
-       wv8: per group of 8 columns and k in 0..3, the weight pairs of columns k and k + 4. */
+       wv8: per group of 8 columns and k in 0..3, the weight pairs of columns k and k + 4.
+       vec_end: columns below it can read 16 bytes at x0 inside the row. */
     __attribute__((target("avx2")))
     static void ms_hpass_avx2(const uint8_t *Sa, const uint8_t *Sb, int32_t *const *Da, int32_t *const *Db,
                               Py_ssize_t rw, const int32_t *xo0, const int32_t *xo1, const int32_t *xa0,
@@ -172,12 +173,14 @@ cdef extern from *:
             for (k = 0; k < 4; k++) {
                 const Py_ssize_t o0 = xo0[dx + k], o4 = xo0[dx + k + 4];
                 const __m256i w = _mm256_loadu_si256((const __m256i *)(wv8 + 8 * (dx / 2 + k)));
+                /* the high half is a 16-byte load so that it folds into vinserti128's memory operand
+                   (a load and an ALU uop, instead of a shuffle-port uop) */
                 __m256i p = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(Sa + o0))),
-                                                    _mm_loadl_epi64((const __m128i *)(Sa + o4)), 1);
+                                                    _mm_loadu_si128((const __m128i *)(Sa + o4)), 1);
                 ra[k] = _mm256_madd_epi16(_mm256_shuffle_epi8(p, sh), w);
                 if (Sb != NULL) {
                     p = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(Sb + o0))),
-                                                _mm_loadl_epi64((const __m128i *)(Sb + o4)), 1);
+                                                _mm_loadu_si128((const __m128i *)(Sb + o4)), 1);
                     rb[k] = _mm256_madd_epi16(_mm256_shuffle_epi8(p, sh), w);
                 }
             }
@@ -467,6 +470,7 @@ cdef extern from *:
             Py_ssize_t g, k2, j;
             int32_t *wv = p->wv;
             p->hpass = ms_hpass_avx2;
+            while (p->vec_end > 0 && (Py_ssize_t)xo0[p->vec_end - 1] + 16 > 3 * W) p->vec_end--;
             for (g = 0; g + 8 <= rw; g += 8)
                 for (k2 = 0; k2 < 4; k2++)
                     for (j = 0; j < 4; j++) {
