@@ -290,7 +290,7 @@ def _check_div255() -> bool:
     v = np.arange(256, dtype=np.float32)
     hi, lo = np.float32(float.fromhex("0x1.01p-8")), np.float32(float.fromhex("0x1.010102p-24"))
     return bool(np.array_equal(v * hi + v * lo, v / np.float32(255)))
-_NO_TAPS = tuple(np.zeros(1, np.int32) for _ in range(4))
+_NO_TAPS = (np.zeros(1, np.int32),) * 4
 
 
 @functools.lru_cache(maxsize=64)
@@ -305,12 +305,13 @@ def _plan(h: int, w: int, oh: int, ow: int, resized_wh: tuple[int, int], pad_lt:
     return _k_letterbox.Plan(h, w, oh, ow, rw, rh, pad_lt[0], pad_lt[1], *xt, *yt, _LUT32, _LUT16)
 
 
-def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, ...]:
+def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resize tap tables for one axis: offsets (x: times 3 channels) and weights, as int32."""
     s0, s1, w0, w1 = _reference.linear_taps(src, dst, clamp)
     if clamp:
         s0, s1 = s0 * 3, s1 * 3
-    return tuple(np.ascontiguousarray(t, dtype=np.int32) for t in (s0, s1, w0, w1))
+    i32 = functools.partial(np.ascontiguousarray, dtype=np.int32)
+    return i32(s0), i32(s1), i32(w0), i32(w1)
 
 
 def _check_unit(value: float, what: str) -> float:
