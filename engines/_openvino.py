@@ -217,6 +217,13 @@ class OpenVINOEngine(Engine):
                 f"openvino {ov.__version__} sees no {ov_device} device for device={device!r} "
                 f"(available: {available})"
             )
+        if ov_device == "AUTO" and "INFERENCE_PRECISION_HINT" in config:
+            # AUTO has no precision of its own: hand it to each device it may pick (CPUs and GPUs).
+            # Without this, AUTO on a CPU with AVX512-BF16 or AMX runs in bf16.
+            hint = config.pop("INFERENCE_PRECISION_HINT")
+            config.setdefault("DEVICE_PROPERTIES", {
+                d: {"INFERENCE_PRECISION_HINT": hint} for d in available if d.split(".")[0] in ("CPU", "GPU")
+            })
         onnx_meta: dict[str, str] = {}
         if not is_ir:
             try:  # a clear error for a file that is not ONNX, before OpenVINO's C++ trace
@@ -262,7 +269,7 @@ class OpenVINOEngine(Engine):
         precision = options.get("precision", "f32")
         if precision not in _PRECISIONS:
             raise InvalidInputError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
-        if _PRECISIONS[precision] is not None and ov_device != "AUTO":
+        if _PRECISIONS[precision] is not None:
             config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[precision]
         if options.get("cache_dir") is not None:
             cache_dir = os.fspath(options["cache_dir"])

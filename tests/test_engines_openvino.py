@@ -182,3 +182,17 @@ def test_availability_and_devices():
     ok, version = OpenVINOEngine.availability()
     assert ok and version == ov.__version__.split("-")[0]
     assert "cpu" in OpenVINOEngine.available_devices() and "auto" in OpenVINOEngine.available_devices()
+
+
+def test_auto_device_keeps_the_precision(ov_engine):
+    """device="auto" hands the precision (f32 by default) to the device AUTO picks: its numbers are
+    the CPU's f32 numbers, not those of the CPU's own default (bf16 on CPUs with AVX512-BF16/AMX)."""
+    x = _x(1)
+    (want,) = ov_engine.run({"images": x})
+    with OpenVINOEngine(ov_engine.path, device="auto") as auto:
+        assert auto.execution_devices == ("CPU",)
+        (got,) = auto.run({"images": x})
+    np.testing.assert_array_equal(got, want)
+    with OpenVINOEngine(ov_engine.path, device="auto", precision="default") as auto_default, \
+            OpenVINOEngine(ov_engine.path, precision="default") as cpu_default:
+        np.testing.assert_array_equal(auto_default.run({"images": x})[0], cpu_default.run({"images": x})[0])
