@@ -49,6 +49,13 @@ def test_cli_workflow(tmp_path: Path, capsys, monkeypatch) -> None:
     assert rc == 0
     rc, out, _ = main(["registry", "--root", str(tmp_path / "other"), "import", str(tmp_path / "v2.tar"), "--alias", "prod"]), *capsys.readouterr()
     assert rc == 0 and Registry(tmp_path / "other").resolve("det@prod").version == "v2"
+    rc, out, err = main(["registry", "--root", str(tmp_path / "third"), "import", str(tmp_path / "v2.tar"),
+                         "--max-bytes", "8"]), *capsys.readouterr()
+    assert rc == 1 and "more than max_bytes=8; refused" in err
+    assert not (tmp_path / "third" / "models").exists() or not list((tmp_path / "third" / "models").iterdir())
+    with pytest.raises(SystemExit):
+        main(["registry", "--root", str(tmp_path / "third"), "import", str(tmp_path / "v2.tar"), "--max-bytes", "lots"])
+    assert "expected a positive size" in capsys.readouterr().err
     rc, out, _ = cli(capsys, root, "gc", "--dry-run")
     assert rc == 0 and "(dry run)" in out
     rc, out, _ = cli(capsys, root, "gc")

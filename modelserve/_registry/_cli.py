@@ -28,6 +28,17 @@ from ._registry import Registry
 __all__ = ["add_parser", "run", "dispatch", "main"]
 
 
+def _size(text: str) -> int:
+    """``"1048576"``, ``"512M"``, ``"16G"`` -> bytes (binary units); argparse reports a bad value."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(t[-1:], 1)
+    digits = t[:-1] if t[-1:] in units else t
+    if not digits.isdigit() or int(digits) * scale <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size like 1048576, 512M or 16G, got {text!r}")
+    return int(digits) * scale
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``registry`` command and its subcommands to an argparse subparsers object."""
     p = sub.add_parser("registry", help="manage the local model registry", description=__doc__,
@@ -67,6 +78,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     im = cmds.add_parser("import", help="import an archive")
     im.add_argument("file")
     im.add_argument("--alias")
+    im.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
+                    help="refuse archives whose files total more (bytes, or with a K/M/G suffix; default 16G)")
     p.set_defaults(func=run)
     return p
 
@@ -149,7 +162,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         path = reg.export(args.ref, args.file)
         print(f"wrote {path}", file=out)
     elif cmd == "import":
-        mv = Registry(args.root).import_archive(args.file, alias=args.alias)
+        kwargs = {} if args.max_bytes is None else {"max_bytes": args.max_bytes}
+        mv = Registry(args.root).import_archive(args.file, alias=args.alias, **kwargs)
         print(f"{mv.name}:{mv.version}\t{mv.digest}", file=out)
     return 0
 
