@@ -32,7 +32,9 @@ class Detections:
     * ``names``: the model's class names, ``{class id: name}``
     * ``orig_shape``: the image's ``(height, width)``
     * ``speed``: milliseconds spent per stage for this image (``preprocess``, ``inference``,
-      ``postprocess``), batch stages divided evenly among its images, as Ultralytics reports them
+      ``postprocess``), batch stages divided evenly among its images, as Ultralytics reports them;
+      ``preprocess`` includes decoding when the image was passed as a path or bytes (a JPEG of
+      1080x810 takes ~10 ms to decode; pass decoded arrays to time letterboxing alone)
 
     ``len(d)``, iteration (:class:`Detection` tuples) and indexing with an int, a slice, an index
     array or a boolean mask (``d[d.confidence > 0.5]``) work as for numpy arrays.
