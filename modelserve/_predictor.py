@@ -273,7 +273,7 @@ class Predictor:
         t1 = time.perf_counter()
         raws = [(idx, self._infer(batch)) for idx, batch in batches]
         t2 = time.perf_counter()
-        if len(raws) == 1 and len(decoded) == 1:
+        if len(raws) == 1:  # one shape group: its indices are 0..n-1 in order
             results = self._detect(raws[0][1], opts, decoded, geometries)
         else:
             by_index: dict[int, Detections] = {}
