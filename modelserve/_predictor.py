@@ -293,8 +293,10 @@ class Predictor:
         return img, geometry, tensor
 
     def _run_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
-        """The batcher's function: same-shaped tensors in, one raw output row each out."""
-        return list(self._infer(np.stack(tensors)))
+        """The batcher's function: same-shaped tensors in, one raw output row each out (a batch of
+        one is a view of its tensor, larger ones are stacked into one array)."""
+        batch = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)
+        return list(self._infer(batch))
 
     def _finish(self, image: Image, geometry: ops._Geometry, raw: np.ndarray, opts: PredictOptions) -> Detections:
         return self._detect(raw[None], opts, [image], [geometry])[0]
