@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import inspect
 import json
@@ -26,6 +25,7 @@ from modelserve._errors import (
 )
 from modelserve._registry import ModelVersion, Registry, default_root, read_lock, resolve_for_load
 from modelserve._registry import _fs
+from write_faults import count_writes, fail_writes_after
 
 NUDENET = Path(importlib.util.find_spec("nudenet").submodule_search_locations[0]) / "320n.onnx"
 
@@ -528,20 +528,6 @@ def test_read_only_never_writes(reg: Registry, tmp_path: Path) -> None:
     assert empty.list_models() == [] and not (tmp_path / "nothing-here").exists()
 
 
-def _count_writes(monkeypatch, fn) -> int:
-    n = [0]
-    real = _fs._os_write
-
-    def counting(fd, data):
-        n[0] += 1
-        return real(fd, data)
-
-    monkeypatch.setattr(_fs, "_os_write", counting)
-    fn()
-    monkeypatch.setattr(_fs, "_os_write", real)
-    return n[0]
-
-
 def test_enospc_at_every_write_leaves_registry_unchanged(reg: Registry, tmp_path: Path, monkeypatch) -> None:
     reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 3000), alias="prod")
     d = tmp_path / "dir"
@@ -550,20 +536,11 @@ def test_enospc_at_every_write_leaves_registry_unchanged(reg: Registry, tmp_path
     (d / "model.bin").write_bytes(b"\1" * 5000)
     probe = Registry(tmp_path / "probe")
     probe.register("det", make_file(tmp_path, "z.onnx", b"z"))
-    total = _count_writes(monkeypatch, lambda: probe.register("det", d, alias="prod"))
+    total = count_writes(monkeypatch, lambda: probe.register("det", d, alias="prod"))
     assert total >= 4  # two files, manifest, pointer, alias
-    real = _fs._os_write
     for fail_at in range(total):
         before = snapshot(reg.root)
-        n = [0]
-
-        def failing(fd, data):
-            n[0] += 1
-            if n[0] > fail_at:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return real(fd, data)
-
-        monkeypatch.setattr(_fs, "_os_write", failing)
+        undo = fail_writes_after(monkeypatch, fail_at)
         try:
             reg.register("det", d, alias="prod")
         except RegistryError as caught:
@@ -572,7 +549,7 @@ def test_enospc_at_every_write_leaves_registry_unchanged(reg: Registry, tmp_path
         else:  # pragma: no cover
             pytest.fail("no error raised")
         finally:
-            monkeypatch.setattr(_fs, "_os_write", real)
+            undo()
         after = snapshot(reg.root)
         if fail_at < total - 1:  # the version itself was never published
             assert after == before, f"write #{fail_at + 1} failed but the registry changed"

@@ -12,6 +12,7 @@ import pytest
 
 from modelserve._errors import IntegrityError, RegistryError, VersionConflictError
 from modelserve._registry import Registry, resolve_for_load
+from write_faults import count_writes, fail_writes_after
 
 
 @pytest.fixture
@@ -205,43 +206,21 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_enospc_at_every_write_of_an_import_leaves_registry_unchanged(exported, tmp_path: Path, monkeypatch) -> None:
-    import errno
-
-    from modelserve._registry import _fs
-
     src_reg, arc = exported
-    real = _fs._os_write
-    n = [0]
-
-    def counting(fd, data):
-        n[0] += 1
-        return real(fd, data)
-
     other = tmp_path / "other.onnx"
     other.write_bytes(b"other")
     probe = Registry(tmp_path / "probe")
     probe.register("keep", other)
-    monkeypatch.setattr(_fs, "_os_write", counting)
-    probe.import_archive(arc)
-    monkeypatch.setattr(_fs, "_os_write", real)
-    total = n[0]
+    total = count_writes(monkeypatch, lambda: probe.import_archive(arc))
     assert total >= 4  # two blobs, manifest, pointer
     target = Registry(tmp_path / "target")
     target.register("keep", other)
     for fail_at in range(total):
         before = _tree(target.root)
-        n[0] = 0
-
-        def failing(fd, data):
-            n[0] += 1
-            if n[0] > fail_at:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return real(fd, data)
-
-        monkeypatch.setattr(_fs, "_os_write", failing)
+        undo = fail_writes_after(monkeypatch, fail_at)
         with pytest.raises(RegistryError, match="no space left"):
             target.import_archive(arc)
-        monkeypatch.setattr(_fs, "_os_write", real)
+        undo()
         assert _tree(target.root) == before, f"write #{fail_at + 1} failed but the registry changed"
         assert target.list_models() == ["keep"] and target.verify().ok
     got = target.import_archive(arc, alias="prod")
