@@ -168,12 +168,16 @@ class Predictor:
             self._geometries[hw] = geometry
         return geometry
 
+    def _letterbox(self, image: Image, geometry: ops._Geometry, out: np.ndarray) -> None:
+        """Letterbox ``image`` into ``out`` (one ``(3, h, w)`` tensor: a batch slot, or a batch of one)."""
+        ops._fill(geometry.layout, geometry.plan, image.pixels, out, self._otype, _PAD_VALUE, image.bgr)
+
     def _preprocess(self, images: Sequence[Image], geometries: Sequence[ops._Geometry]
                     ) -> list[tuple[list[int], np.ndarray]]:
         """Group images by letterboxed shape and fill one batch tensor per group."""
         if len(images) == 1:  # the common case: one image, one (1, 3, h, w) batch
             batch = np.empty((1, 3, *geometries[0].layout.output_hw), dtype=self._input.dtype)
-            ops._fill(geometries[0], images[0].pixels, batch, self._otype, _PAD_VALUE, images[0].bgr)
+            self._letterbox(images[0], geometries[0], batch)
             return [([0], batch)]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, geometry in enumerate(geometries):
@@ -183,7 +187,7 @@ class Predictor:
             batch = np.empty((len(idx), 3, h, w), dtype=self._input.dtype)
             for slot, i in enumerate(idx):
                 # load_image gave a C-contiguous HxWx3 uint8 array and the slot has the layout's shape
-                ops._fill(geometries[i], images[i].pixels, batch[slot], self._otype, _PAD_VALUE, images[i].bgr)
+                self._letterbox(images[i], geometries[i], batch[slot])
             batches.append((idx, batch))
         return batches
 
@@ -289,7 +293,7 @@ class Predictor:
         img = load_image(source, self.channels)
         geometry = self._geometry(img)
         tensor = np.empty((3, *geometry.layout.output_hw), dtype=self._input.dtype)
-        ops._fill(geometry, img.pixels, tensor, self._otype, _PAD_VALUE, img.bgr)
+        self._letterbox(img, geometry, tensor)
         return img, geometry, tensor
 
     def _run_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:

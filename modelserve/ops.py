@@ -232,19 +232,9 @@ def letterbox(
             raise InvalidInputError(f"out must have shape {(3, oh, ow)}, got {out.shape}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidInputError("out must be C-contiguous and writeable")
-    _letterbox_fill(image, out, info, pad, bool(bgr_to_rgb))
+    plan = _plan(image.shape[0], image.shape[1], oh, ow, info.resized_wh, info.pad_lt) if _use_kernels() else None
+    _fill(info, plan, image, out, _OTYPES[out.dtype.char], pad, bool(bgr_to_rgb))
     return out, info
-
-
-def _letterbox_fill(image: np.ndarray, out: np.ndarray, info: LetterboxInfo, pad: int, bgr_to_rgb: bool) -> None:
-    """:func:`letterbox` on validated arguments: C-contiguous uint8 ``image``, ``out`` of the shape
-    ``info`` gives."""
-    if not _use_kernels():
-        _reference.letterbox_into(image, out, info.resized_wh, info.pad_lt, pad, bgr_to_rgb)
-        return
-    plan = _plan(image.shape[0], image.shape[1], out.shape[1], out.shape[2], info.resized_wh, info.pad_lt)
-    if plan.run(image, out, _OTYPES[out.dtype.char], pad, bgr_to_rgb) != 0:
-        raise MemoryError("letterbox: could not allocate two row buffers")
 
 
 class _Geometry(NamedTuple):
@@ -265,15 +255,16 @@ def _geometry(source_hw: tuple[int, int], new_shape: tuple[int, int], auto: bool
     return _Geometry(layout, plan, _scale_row(layout.output_hw, layout.source_hw))
 
 
-def _fill(geometry: _Geometry, image: np.ndarray, out: np.ndarray, otype: int, pad: int, bgr_to_rgb: bool) -> None:
-    """Letterbox ``image`` (C-contiguous uint8, of the geometry's size) into ``out``, any
+def _fill(layout: LetterboxInfo, plan: Any, image: np.ndarray, out: np.ndarray, otype: int, pad: int,
+          bgr_to_rgb: bool) -> None:
+    """Letterbox ``image`` (C-contiguous uint8, of the layout's source size) into ``out``, any
     C-contiguous array holding one ``(3, h, w)`` tensor of the ``otype`` dtype (0 float32,
-    1 float16, 2 uint8), e.g. a ``(1, 3, h, w)`` batch or one slot of a bigger one."""
-    if geometry.plan is None:
-        layout = geometry.layout
+    1 float16, 2 uint8), e.g. a ``(1, 3, h, w)`` batch or one slot of a bigger one: with the
+    kernel's ``plan`` of that layout, or with the NumPy reference when ``plan`` is None."""
+    if plan is None:
         out3 = out.reshape(3, *layout.output_hw)
         _reference.letterbox_into(image, out3, layout.resized_wh, layout.pad_lt, pad, bgr_to_rgb)
-    elif geometry.plan.run(image, out, otype, pad, bgr_to_rgb) != 0:
+    elif plan.run(image, out, otype, pad, bgr_to_rgb) != 0:
         raise MemoryError("letterbox: could not allocate two row buffers")
 
 
@@ -290,6 +281,8 @@ def _check_div255() -> bool:
     v = np.arange(256, dtype=np.float32)
     hi, lo = np.float32(float.fromhex("0x1.01p-8")), np.float32(float.fromhex("0x1.010102p-24"))
     return bool(np.array_equal(v * hi + v * lo, v / np.float32(255)))
+
+
 _NO_TAPS = (np.zeros(1, np.int32),) * 4
 
 
@@ -386,30 +379,16 @@ def yolo_postprocess(
     iou = _check_unit(iou, "iou")
     max_det = _check_count(max_det, "max_det")
     max_nms = _check_count(max_nms, "max_nms")
-    return _yolo_rows(raw, conf, iou, max_det, _check_classes(classes), bool(agnostic), max_nms, None)
-
-
-def _yolo_rows(
-    raw: np.ndarray, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None, agnostic: bool,
-    max_nms: int, scale: np.ndarray | None,
-) -> list[np.ndarray]:
-    """:func:`yolo_postprocess` on validated arguments (``raw`` C-contiguous float32). With
-    ``scale`` (``(B, 12)`` float32 rows from :func:`_scale_row`), each image's boxes are also mapped
-    back to its source pixels, exactly as :func:`scale_boxes` would (the Predictor's fused path)."""
+    class_arr = _check_classes(classes)
     if not _use_kernels():
-        dets = _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, agnostic, max_nms)
-        if scale is not None:
-            for det, row in zip(dets, scale):
-                det[:, :4] = _scale_with(det[:, :4], row)
-        return dets
+        return _reference.yolo_postprocess(raw, conf, iou, max_det, class_arr, bool(agnostic), max_nms)
     batch, channels, n = raw.shape
-    allowed = _allowed(class_arr, channels - 4)
     rows = max(1, min(max_det, n))
     det = np.empty((batch, rows, 6), dtype=np.float32)
     counts = np.empty(batch, dtype=np.int64)  # the kernel sets every entry
     rc = _k_nms.yolo_postprocess(
-        raw, conf, iou, max_det, allowed, agnostic, max_nms, _reference.MAX_WH, det, counts,
-        _NO_SCALE if scale is None else scale,
+        raw, conf, iou, max_det, _allowed(class_arr, channels - 4), bool(agnostic), max_nms, _reference.MAX_WH,
+        det, counts,
     )
     if rc != 0:
         raise MemoryError("yolo_postprocess: out of memory")
@@ -510,7 +489,6 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, io
 
 
 _ONE_ZERO = np.zeros(1, dtype=np.float32)
-_NO_SCALE = np.zeros((0, 12), dtype=np.float32)
 
 
 def _check_threshold(value: float) -> float:

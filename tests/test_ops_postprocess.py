@@ -113,47 +113,42 @@ def test_kernel_equals_reference(raw, conf, iou, max_det, agnostic, classes):
     backend=st.sampled_from(["cython", "numpy"] if ops._k_nms is not None else ["numpy"]),
 )
 def test_fused_scaling_equals_postprocess_then_scale_boxes(raw, tensor_hw, source_hws, backend):
-    """The Predictor's fused path (_yolo_rows with scale rows) is bit-identical to
-    yolo_postprocess followed by scale_boxes, NaN, inf and signed zeros included, on both backends."""
+    """The Predictor's fused path (_yolo_detections with scale rows) is bit-identical to
+    yolo_postprocess followed by scale_boxes, NaN, inf and signed zeros included, on both backends,
+    and hands back the arrays Detections holds (float32 xyxy and confidence, int64 class_id)."""
     scale = np.stack([ops._scale_row(tensor_hw, hw) for hw in source_hws[: raw.shape[0]]])
     old = os.environ.get(ops.KERNELS_ENV)
     os.environ[ops.KERNELS_ENV] = backend
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fused = ops._yolo_rows(raw, 0.1, 0.6, 20, None, False, 30000, scale)
+            arrays = ops._yolo_detections(raw, 0.1, 0.6, 20, None, False, 30000, scale, backend == "cython")
             plain = ops.yolo_postprocess(raw, conf=0.1, iou=0.6, max_det=20)
     finally:
         if old is None:
             del os.environ[ops.KERNELS_ENV]
         else:
             os.environ[ops.KERNELS_ENV] = old
-    for f, p, hw in zip(fused, plain, source_hws):
-        expected = p.copy()
-        expected[:, :4] = ops.scale_boxes(p[:, :4], tensor_hw, hw)
-        assert _bits_equal(f, expected)
-    # The Predictor's arrays (xyxy, confidence, class_id) hold exactly the same values.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        arrays = ops._yolo_detections(raw, 0.1, 0.6, 20, None, False, 30000, scale, backend == "cython")
-    assert len(arrays) == raw.shape[0]
-    for (xyxy, conf, cls), f in zip(arrays, fused):
+    assert len(arrays) == len(plain) == raw.shape[0]
+    for (xyxy, conf, cls), p, hw in zip(arrays, plain, source_hws):
         assert xyxy.dtype == np.float32 and conf.dtype == np.float32 and cls.dtype == np.int64
-        assert xyxy.shape == (len(f), 4) and conf.shape == cls.shape == (len(f),)
-        assert _bits_equal(xyxy, np.ascontiguousarray(f[:, :4])) and _bits_equal(conf, f[:, 4].copy())
-        assert cls.tolist() == f[:, 5].astype(np.int64).tolist()
+        assert xyxy.shape == (len(p), 4) and conf.shape == cls.shape == (len(p),)
+        assert _bits_equal(xyxy, ops.scale_boxes(p[:, :4], tensor_hw, hw))
+        assert _bits_equal(conf, p[:, 4].copy())
+        assert cls.tolist() == p[:, 5].astype(np.int64).tolist()
 
 
 @pytest.mark.skipif(ops._k_nms is None, reason="Cython kernels not built")
 def test_yolo_detections_kernel_rejects_inconsistent_shapes():
     raw = np.zeros((2, 6, 10), np.float32)
+    no_scale = np.zeros((0, 12), np.float32)  # (0, 12): boxes stay in tensor pixels
     allowed = np.ones(2, np.uint8)
     with pytest.raises(ValueError, match="inconsistent"):
         ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0, np.zeros((1, 12), np.float32))
     with pytest.raises(ValueError, match="inconsistent"):
-        ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, np.ones(1, np.uint8), False, 100, 7680.0, ops._NO_SCALE)
+        ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, np.ones(1, np.uint8), False, 100, 7680.0, no_scale)
     assert [len(x) for x, _, _ in ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0,
-                                                            ops._NO_SCALE)] == [0, 0]
+                                                            no_scale)] == [0, 0]
 
 
 @needs_kernels

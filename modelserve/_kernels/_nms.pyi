@@ -23,7 +23,6 @@ def yolo_postprocess(
     max_wh: float,
     det: np.ndarray,
     counts: np.ndarray,
-    scale: np.ndarray,
 ) -> int: ...
 def yolo_detections(
     raw: np.ndarray,

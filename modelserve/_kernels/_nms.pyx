@@ -493,11 +493,10 @@ def batched_nms(const float[:, ::1] boxes, const float[::1] scores, const float[
 
 def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssize_t max_det,
                      const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
-                     float[:, :, ::1] det, int64_t[::1] counts, const float[:, ::1] scale):
+                     float[:, :, ::1] det, int64_t[::1] counts):
     """Decode + NMS for each image of ``raw`` (B, 4+nc, N) into ``det`` (B, >= min(max_det, N), 6);
     ``counts[b]`` receives the number of rows. ``conf`` is compared in float32 (as torch does).
-    ``scale``: (0, 12), or (B, 12) rows of pad[4], gain[4], bound[4] that map each image's boxes
-    back to its source pixels (see ``ms_scale_rows``). Returns 0, or -1 when out of memory."""
+    Returns 0, or -1 when out of memory."""
     cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], nc = C - 4, bi, r
     cdef float fconf = <float>conf
     cdef int rc = 0
@@ -513,8 +512,6 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
                 rc = -1
                 break
             counts[bi] = r
-            if scale.shape[0] > 0:
-                ms_scale_rows(&det[bi, 0, 0], r, &scale[bi, 0])
     return rc
 
 
