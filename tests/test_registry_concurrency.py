@@ -258,15 +258,21 @@ def test_concurrent_set_alias_and_rollback_agree_with_history(tmp_path: Path) ->
     assert reg.verify().ok
 
 
-def test_old_history_files_still_replay(tmp_path: Path) -> None:
-    """Lines written before moves were conditional (no seq, bare rollbacks) keep their meaning."""
-    reg = Registry(tmp_path / "reg")
+def _three_versions(reg: Registry, tmp_path: Path, size: int) -> dict[str, str]:
+    """Register versions 1, 2, 3 of "det" (files of ``size`` bytes); returns {version: digest}."""
     digests = {}
     for i in range(3):
         f = tmp_path / f"m{i}.onnx"
-        f.write_bytes(bytes([i]) * 300)
+        f.write_bytes(bytes([i]) * size)
         mv = reg.register("det", f)
         digests[mv.version] = mv.digest
+    return digests
+
+
+def test_old_history_files_still_replay(tmp_path: Path) -> None:
+    """Lines written before moves were conditional (no seq, bare rollbacks) keep their meaning."""
+    reg = Registry(tmp_path / "reg")
+    digests = _three_versions(reg, tmp_path, 300)
     hist = reg.root / "models" / "det" / "aliases" / "prod.jsonl"
     hist.parent.mkdir(parents=True, exist_ok=True)
     old = [("set", "1", None), ("set", "2", "1"), ("set", "3", "2"), ("rollback", "2", "3")]
@@ -285,12 +291,7 @@ def test_old_history_files_still_replay(tmp_path: Path) -> None:
 
 def test_reader_during_alias_flips(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "reg")
-    digests = {}
-    for i in range(3):
-        f = tmp_path / f"m{i}.onnx"
-        f.write_bytes(bytes([i]) * 500)
-        mv = reg.register("det", f)
-        digests[mv.version] = mv.digest
+    digests = _three_versions(reg, tmp_path, 500)
     reg.set_alias("det", "prod", "1")
     stop = threading.Event()
     seen: list[str] = []
