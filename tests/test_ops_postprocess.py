@@ -56,9 +56,8 @@ def test_kernel_matches_ultralytics_goldens(k):
 def test_reference_matches_ultralytics_goldens():
     for raw, kwargs, expected in CASES:
         n_cand = int((np.nan_to_num(raw[:, 4:].max(1), nan=-1) > kwargs["conf"]).sum())
-        if n_cand > 3000 or n_cand > kwargs["max_nms"]:
-            # too slow for the O(n^2) reference, or ties cut by torch's unstable sort (see _reference)
-            continue
+        if n_cand > 3000:
+            continue  # too slow for the O(n^2) reference; small cases cover its logic
         classes = None if kwargs["classes"] is None else np.asarray(kwargs["classes"])
         got = _reference.yolo_postprocess(raw, kwargs["conf"], kwargs["iou"], kwargs["max_det"], classes,
                                           kwargs["agnostic"], kwargs["max_nms"])
