@@ -176,7 +176,7 @@ class SlotPool(Generic[T]):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._cond.wait(None if remaining is None else min(remaining, 3600.0))  # <= TIMEOUT_MAX
             self._late = len(self._busy) + self._creating
             self._close_returned = True
             objs, self._idle, self._all = self._idle, [], []

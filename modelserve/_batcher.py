@@ -21,8 +21,9 @@ Contract, in short (each point is detailed on the method it belongs to):
   again, recursively, so only the items that fail on their own get an exception (the exception that
   ``fn`` raised for that single item). One poisoned item among ``n`` costs about ``2*log2(n)`` extra
   calls; ``k`` poisoned items cost ``O(k log n)``, at most ``2n - 2`` extra calls. ``fn`` must
-  therefore be safe to call again with any subset of a batch. A result whose length differs from
-  the batch's fails every item of that call with a :class:`BatchResultError` (no retry: that is a bug
+  therefore be safe to call again with any subset of a batch. A result that is not a list, tuple or
+  array (a dict, set, str or generator is never read as results), or whose length differs from the
+  batch's, fails every item of that call with a :class:`BatchResultError` (no retry: that is a bug
   in ``fn``, not in an item). ``fn`` raising a ``BaseException`` that is not an ``Exception``
   (``SystemExit``, ...) kills the batch loop: it is logged on the ``modelserve.batcher`` logger,
   every pending request fails with :class:`BatcherClosedError`, and later submits raise it.
@@ -54,10 +55,12 @@ import math
 import numbers
 import threading
 import time
-from collections import deque
+from collections import abc, deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Hashable, Literal, Sequence, TypeVar, cast
+
+import numpy as np
 
 from ._errors import (
     BatchResultError,
@@ -74,6 +77,7 @@ _log = logging.getLogger("modelserve.batcher")
 T = TypeVar("T")
 R = TypeVar("R")
 
+_MAX_WORKERS = 1024  # max_concurrent_batches: each is an OS thread
 _SAMPLES = 4096  # wait/exec time samples kept for percentiles (the most recent ones)
 _ids = itertools.count(1)
 _monotonic = time.monotonic
@@ -99,7 +103,10 @@ def _check_ms(name: str, value: object, *, allow_zero: bool, allow_inf: bool,
     kind = "a number" if allow_inf else "a finite number"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidInputError(f"{name} must be {kind} {bound} ({unit}), got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float's range (10**400): as good as infinite
+        v = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     if math.isnan(v) or v < 0 or (v == 0 and not allow_zero) or (math.isinf(v) and not allow_inf):
         raise InvalidInputError(f"{name} must be {kind} {bound} ({unit}), got {value!r}")
     return v
@@ -114,7 +121,7 @@ class Batching:
     its batch fires anyway (>= 0; ``0`` is greedy: run whatever is queued as soon as a worker is free).
     ``max_queue_size``: most requests waiting (not yet running); ``None`` means
     ``8 * max_batch_size * max_concurrent_batches`` (see :attr:`queue_bound`).
-    ``max_concurrent_batches``: worker threads, i.e. calls of ``fn`` that may run at once (>= 1).
+    ``max_concurrent_batches``: worker threads, i.e. calls of ``fn`` that may run at once (1..1024).
     ``timeout_ms``: default deadline of a request, counted from its submission; ``None`` (or
     ``inf``): no deadline.
     ``on_full``: ``"reject"`` (raise :class:`QueueFullError` at once) or ``"block"`` (wait for room).
@@ -136,6 +143,9 @@ class Batching:
         if self.max_queue_size is not None:
             put(self, "max_queue_size", _check_int("max_queue_size", self.max_queue_size))
         put(self, "max_concurrent_batches", _check_int("max_concurrent_batches", self.max_concurrent_batches))
+        if self.max_concurrent_batches > _MAX_WORKERS:
+            raise InvalidInputError(f"max_concurrent_batches must be at most {_MAX_WORKERS} (one thread each), "
+                                    f"got {self.max_concurrent_batches}")
         if self.timeout_ms is not None:
             put(self, "timeout_ms", _check_ms("timeout_ms", self.timeout_ms, allow_zero=False, allow_inf=True))
         if self.on_full not in ("reject", "block"):
@@ -214,12 +224,16 @@ class _Group:
 
 
 class _Request:
+    """One queued item. Once its future is resolved the request lets go of the item and the
+    future (``item`` and ``future`` become None): the deadline heap may keep the request itself
+    until its deadline, and must not keep a caller's input or result alive that long."""
+
     __slots__ = ("item", "future", "key", "group", "enqueued", "deadline", "timeout_ms", "state")
 
     def __init__(self, item: Any, future: Future, key: Hashable, enqueued: float,
                  timeout_ms: float | None) -> None:
         self.item = item
-        self.future = future
+        self.future: Future | None = future
         self.key = key
         self.group: _Group | None = None
         self.enqueued = enqueued
@@ -242,14 +256,40 @@ class _RequestFuture(Future):
         return cancelled
 
 
+def _as_results(results: object) -> list[Any] | None:
+    """``fn``'s result as a list, or None unless it is an ordered sequence of results: a list,
+    a tuple, a numpy array with at least one dimension, or another ``Sequence`` that is not text
+    or bytes. A dict, set, str or generator of the right length is refused, never read as results
+    (a dict would hand out its keys)."""
+    if isinstance(results, (list, tuple)):
+        return list(results)
+    if isinstance(results, np.ndarray):
+        return list(results) if results.ndim >= 1 else None
+    if isinstance(results, (str, bytes, bytearray, memoryview)) or not isinstance(results, abc.Sequence):
+        return None
+    try:
+        return list(results)
+    except Exception:  # noqa: BLE001 - a broken sequence is a broken result
+        return None
+
+
 def _wake(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
 
-def _wait_arg(remaining: float) -> float | None:
-    """Condition.wait / Thread.join take ``None``, not ``inf``, for 'forever'."""
-    return None if math.isinf(remaining) else max(remaining, 0.0)
+#: The longest single wait on a condition or a thread. Every wait sits in a loop that checks
+#: its condition again, so a longer timeout (a deadline of years) is waited out in pieces; the
+#: C-level lock cannot take timeouts beyond ``threading.TIMEOUT_MAX`` (``OverflowError``).
+_MAX_WAIT_S = 3600.0
+
+
+def _wait_arg(remaining: float | None) -> float | None:
+    """A timeout Condition.wait / Thread.join accept: ``None`` for 'forever' (``None`` or
+    ``inf``), else ``remaining`` clamped to ``[0, _MAX_WAIT_S]``."""
+    if remaining is None or remaining == math.inf:
+        return None
+    return min(max(remaining, 0.0), _MAX_WAIT_S)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +300,7 @@ class MicroBatcher(Generic[T, R]):
     """Batch concurrent one-item calls into calls of ``fn(items) -> results``.
 
     ``fn`` receives a ``list`` of 1 to ``max_batch_size`` items (all with the same ``group_key``,
-    oldest first) and returns a sequence of as many results, in order; an element may be an
+    oldest first) and returns a list, tuple or array of as many results, in order; an element may be an
     exception instance, which fails just that item. ``fn`` runs on the batcher's worker threads, up
     to ``max_concurrent_batches`` calls at once, and must be safe to call again with a subset of a
     batch (see the module docstring on error isolation). ``group_key(item)`` (called in the
@@ -391,6 +431,7 @@ class MicroBatcher(Generic[T, R]):
         blocked), :class:`InvalidInputError` for a bad ``timeout_ms`` or when ``group_key`` fails.
         """
         req = self._new_request(item, timeout_ms)
+        future = cast(Future, req.future)  # a worker may resolve it (and drop it) once queued
         blocking = self._block if block is None else bool(block)
         with self._lock:
             self._check_open_locked()
@@ -414,7 +455,7 @@ class MicroBatcher(Generic[T, R]):
                 self._enqueue_locked(req)
         if expired:
             self._fail_unrun([req], self._deadline_error, "_expired")
-        return req.future
+        return future
 
     def __call__(self, item: T, *, timeout_ms: float | None = None) -> R:
         """Submit ``item`` and block until its result; re-raises the item's exception.
@@ -514,10 +555,11 @@ class MicroBatcher(Generic[T, R]):
             f"{self._name}.close(timeout_s={timeout:g}) ran out of time before this request ran"), "_aborted")
         threads = [*self._workers, *([self._reaper] if self._reaper is not None else [])]
         for thread in threads:
-            remaining = end - _monotonic()
-            if remaining <= 0:
-                break
-            thread.join(_wait_arg(remaining))
+            while thread.is_alive():
+                remaining = end - _monotonic()
+                if remaining <= 0:
+                    return
+                thread.join(_wait_arg(remaining))
 
     def __enter__(self) -> MicroBatcher[T, R]:
         return self
@@ -611,7 +653,7 @@ class MicroBatcher(Generic[T, R]):
                     return False
             self._space_waiters += 1
             try:
-                self._space_cv.wait(remaining)
+                self._space_cv.wait(_wait_arg(remaining))
             finally:
                 self._space_waiters -= 1
             self._check_open_locked()
@@ -620,12 +662,13 @@ class MicroBatcher(Generic[T, R]):
     async def _asubmit_blocking(self, item: Any, timeout_ms: float | None,
                                 loop: asyncio.AbstractEventLoop) -> Future:
         req = self._new_request(item, timeout_ms)
+        future = cast(Future, req.future)
         while True:
             with self._lock:
                 self._check_open_locked()
                 if self._live < self._bound:
                     self._enqueue_locked(req)
-                    return req.future
+                    return future
                 remaining = None if req.deadline is None else req.deadline - _monotonic()
                 if remaining is not None and remaining <= 0:
                     req.state = _EXPIRED
@@ -635,7 +678,7 @@ class MicroBatcher(Generic[T, R]):
                 waiter = loop.create_future()
                 self._async_waiters.append((loop, waiter))
             try:
-                await asyncio.wait_for(waiter, remaining)
+                await asyncio.wait_for(waiter, _wait_arg(remaining))
             except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                 pass
             finally:
@@ -646,7 +689,7 @@ class MicroBatcher(Generic[T, R]):
                         except ValueError:
                             pass
         self._fail_unrun([req], self._deadline_error, "_expired")
-        return req.future
+        return future
 
     def _enqueue_locked(self, req: _Request) -> None:
         group = self._groups.get(req.key)
@@ -689,7 +732,9 @@ class MicroBatcher(Generic[T, R]):
             self._unqueue_dead_locked(req)
         # What an executor does when it dequeues a cancelled future: without it,
         # concurrent.futures.wait() and as_completed() would never see this one as done.
-        req.future.set_running_or_notify_cancel()
+        future = cast(Future, req.future)
+        req.item = req.future = None
+        future.set_running_or_notify_cancel()
 
     def _unqueue_dead_locked(self, req: _Request) -> None:
         group = cast(_Group, req.group)  # a _QUEUED request always has its group
@@ -753,9 +798,13 @@ class MicroBatcher(Generic[T, R]):
         the meantime are moved from ``counter`` to the cancelled count."""
         late = 0
         for r in reqs:
-            if r.future.set_running_or_notify_cancel():
-                r.future.set_exception(make_error(r))
+            future = cast(Future, r.future)
+            if future.set_running_or_notify_cancel():
+                error = make_error(r)
+                r.item = r.future = None
+                future.set_exception(error)
             else:
+                r.item = r.future = None
                 late += 1
         if late:
             with self._lock:
@@ -807,7 +856,7 @@ class MicroBatcher(Generic[T, R]):
                     continue
             self._idle += 1
             try:
-                self._work_cv.wait(timeout)
+                self._work_cv.wait(_wait_arg(timeout))
             finally:
                 self._idle -= 1
 
@@ -864,7 +913,12 @@ class MicroBatcher(Generic[T, R]):
         return batch
 
     def _run_batch(self, batch: list[_Request]) -> None:
-        run = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        run = []
+        for r in batch:
+            if cast(Future, r.future).set_running_or_notify_cancel():
+                run.append(r)
+            else:  # cancelled after it was taken: never run
+                r.item = r.future = None
         late_cancelled = len(batch) - len(run)
         outcomes: list[tuple[_Request, BaseException | None, Any]] = []
         calls = 0
@@ -886,11 +940,12 @@ class MicroBatcher(Generic[T, R]):
                 self._wait_samples.extend(t0 - r.enqueued for r in run)
                 self._exec_samples.append(t1 - t0)
         for r, exc, value in outcomes:
-            r.item = None  # the caller's future may live on; the input need not
+            future = cast(Future, r.future)
+            r.item = r.future = None  # the deadline heap may hold r for long: keep neither
             if exc is None:
-                r.future.set_result(value)
+                future.set_result(value)
             else:
-                r.future.set_exception(exc)
+                future.set_exception(exc)
 
     def _execute(self, reqs: list[_Request],
                  outcomes: list[tuple[_Request, BaseException | None, Any]]) -> int:
@@ -904,11 +959,7 @@ class MicroBatcher(Generic[T, R]):
                 return 1
             mid = n // 2
             return 1 + self._execute(reqs[:mid], outcomes) + self._execute(reqs[mid:], outcomes)
-        values: list[Any] | None
-        try:
-            values = list(results) if hasattr(results, "__len__") else None
-        except Exception:
-            values = None
+        values = _as_results(results)
         if values is None or len(values) != n:
             got = (f"a {type(results).__name__} of length {len(values)}" if values is not None
                    else f"a {type(results).__name__} (not a sequence)")
@@ -944,7 +995,7 @@ class MicroBatcher(Generic[T, R]):
                             self._reaper_wake = -math.inf
                             break
                         self._reaper_wake = heap[0][0] if heap else math.inf
-                        self._reaper_cv.wait(heap[0][0] - now if heap else None)
+                        self._reaper_cv.wait(_wait_arg(heap[0][0] - now if heap else None))
                         self._reaper_wake = -math.inf
                 self._fail_unrun(expired, self._deadline_error, "_expired")
         except BaseException as exc:
@@ -953,7 +1004,7 @@ class MicroBatcher(Generic[T, R]):
     def _die(self, exc: BaseException, batch: list[_Request]) -> None:
         _log.error("%s: batch loop died; failing all pending requests", self._name,
                    exc_info=(type(exc), exc, exc.__traceback__))
-        unfinished = [r for r in batch if not r.future.done()]
+        unfinished = [r for r in batch if r.future is not None and not r.future.done()]
         with self._lock:
             if self._dead is None:
                 self._dead = exc
@@ -963,7 +1014,7 @@ class MicroBatcher(Generic[T, R]):
             self._notify_all_locked()
         for r in [*unfinished, *pending]:
             future = r.future
-            if future.done():
+            if future is None or future.done():
                 continue
             error = BatcherClosedError(f"{self._name}: the batch loop died ({exc!r}) before this request completed")
             error.__cause__ = exc
