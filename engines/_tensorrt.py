@@ -305,8 +305,11 @@ def find_plan(cache_dir: str, key: Mapping[str, Any]) -> tuple[str, dict[str, An
     """``(plan path, sidecar)`` of a cached plan for exactly ``key``, else None."""
     digest = key_digest(key)
     plan_path = os.path.join(cache_dir, digest + ".plan")
+    sidecar_path = os.path.join(cache_dir, digest + ".json")
+    if not os.path.isfile(sidecar_path):  # absent, or a FIFO or device that must not be opened
+        return None
     try:
-        with open(os.path.join(cache_dir, digest + ".json"), encoding="utf-8") as fh:
+        with open(sidecar_path, encoding="utf-8") as fh:
             sidecar = json.load(fh)
     except (OSError, ValueError):
         return None

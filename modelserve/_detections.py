@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, NamedTuple
 
@@ -11,6 +12,17 @@ import numpy as np
 from ._errors import InvalidInputError
 
 __all__ = ["Detection", "Detections"]
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float inside dicts and lists replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 class Detection(NamedTuple):
@@ -48,9 +60,13 @@ class Detections:
     speed: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
-        conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
-        cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        try:
+            xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+            conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
+            cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInputError(f"xyxy must be numbers shaped (n, 4), confidence (n,) and class_id (n,) "
+                                    f"integers; got an error: {exc}") from None
         if not (len(xyxy) == len(conf) == len(cls)):
             raise InvalidInputError(
                 f"xyxy, confidence and class_id must have the same length, got {len(xyxy)}, {len(conf)}, {len(cls)}"
@@ -122,8 +138,13 @@ class Detections:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
-        return json.dumps(self.to_dict(), **kwargs)
+        """:meth:`to_dict` as a strict JSON string (``kwargs`` go to :func:`json.dumps`).
+
+        Non-finite numbers (NaN or infinite coordinates, which a model can output) are written as
+        ``null``: ``NaN`` and ``Infinity`` are not JSON, and strict parsers reject them.
+        """
+        kwargs.setdefault("allow_nan", False)
+        return json.dumps(_finite(self.to_dict()), **kwargs)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in list(self)[:5])

@@ -1,16 +1,20 @@
 """Turning what users pass as an image into an ``HxWx3`` uint8 array.
 
-Accepted: a path (``str`` / ``os.PathLike``), encoded ``bytes``, a ``PIL.Image.Image``, or a numpy
-uint8 array shaped ``HxW`` (grayscale), ``HxWx1``, ``HxWx3`` or ``HxWx4`` (alpha dropped). Files and
-bytes are decoded with Pillow with their EXIF orientation applied. Numpy arrays are BGR by default,
-as OpenCV gives them; pass ``channels="rgb"`` for RGB arrays.
+Accepted: a path (``str`` / ``os.PathLike``) of a regular file, encoded ``bytes``, a
+``PIL.Image.Image``, or a numpy uint8 array shaped ``HxW`` (grayscale), ``HxWx1``, ``HxWx3`` or
+``HxWx4`` (alpha dropped). Files and bytes are decoded with Pillow with their EXIF orientation
+applied. Numpy arrays are BGR by default, as OpenCV gives them; pass ``channels="rgb"`` for RGB
+arrays. Anything that goes wrong while decoding (a corrupt file, a FIFO or device given as a path,
+a closed PIL image, a decoder that another library patched and that fails) raises
+:class:`InvalidInputError` with the cause chained; a path is never opened in a way that can block.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import Any, NamedTuple
+import stat
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -38,6 +42,8 @@ def _decode_pil(img: Any, what: str) -> Image:
     try:
         img.load()
         img = ImageOps.exif_transpose(img)
+        if img is None:  # a patched Pillow may return None here
+            raise ValueError("exif_transpose returned no image")
         if img.mode != "RGB":
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16/32-bit grayscale: keep the top 8 bits instead of clipping everything to 255.
@@ -47,29 +53,60 @@ def _decode_pil(img: Any, what: str) -> Image:
                 return Image(np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), bgr=False)
             img = img.convert("RGB")
         pixels = np.asarray(img, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as exc:
-        raise InvalidInputError(f"cannot decode {what}: {exc}") from exc
+    except PILImage.DecompressionBombError as exc:
+        raise InvalidInputError(f"refusing to decode {what}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad image, typed and chained
+        raise InvalidInputError(f"cannot decode {what}: {type(exc).__name__}: {exc}") from exc
     if pixels.ndim != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise InvalidInputError(f"{what} decoded to an empty image of shape {pixels.shape}")
     return Image(np.ascontiguousarray(pixels), bgr=False)
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_file(path: str) -> IO[bytes]:
+    """Open ``path`` for reading if it is a regular file. It is opened without blocking and
+    checked with ``fstat``, so a FIFO (which would block until a writer comes) or a device is
+    refused, never read, even if swapped in after any earlier check."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"image file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInputError(f"expected an image file, got a directory: {path}") from exc
+    except OSError as exc:
+        raise InvalidInputError(f"cannot open image file {path!r}: {exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((word for test, word in _KINDS if test(mode)), "not a regular file")
+            raise InvalidInputError(f"expected an image file, got {kind}: {path}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _open(source: Any, what: str) -> Image:
     from PIL import Image as PILImage
 
+    fh = _open_file(source) if isinstance(source, str) else source
     try:
-        with PILImage.open(source) as img:
+        with fh, PILImage.open(fh) as img:
             return _decode_pil(img, what)
     except InvalidInputError:
         raise
-    except FileNotFoundError as exc:
-        raise InvalidInputError(f"image file not found: {source}") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInputError(f"expected an image file, got a directory: {source}") from exc
     except PILImage.DecompressionBombError as exc:
         raise InvalidInputError(f"refusing to decode {what}: {exc}") from exc
     except (PILImage.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidInputError(f"cannot decode {what}: not a supported image ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. a PIL.Image.open replaced by another library
+        raise InvalidInputError(f"cannot decode {what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _from_array(arr: np.ndarray, channels: str) -> Image:
@@ -114,7 +151,11 @@ def load_image(source: Any, channels: str = "bgr") -> Image:
     if isinstance(source, PILImage.Image):
         if source.width == 0 or source.height == 0:
             raise InvalidInputError(f"image must have a non-zero size, got {source.size}")
-        return _decode_pil(source.copy(), "PIL image")
+        try:
+            copy = source.copy()
+        except Exception as exc:  # noqa: BLE001 - e.g. "Operation on closed image"
+            raise InvalidInputError(f"cannot read PIL image: {type(exc).__name__}: {exc}") from exc
+        return _decode_pil(copy, "PIL image")
     raise InvalidInputError(
         "an image must be a path, bytes, a PIL.Image or a uint8 numpy array, " f"got {type(source).__name__}"
     )

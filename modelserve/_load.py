@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, Mapping, Sequence
 
 from ._batcher import Batching
@@ -14,6 +15,21 @@ from ._predictor import PredictOptions, Predictor
 from ._registry import Registry, is_registry_ref, resolve_for_load
 
 __all__ = ["load"]
+
+
+def _check_model_path(path: str) -> None:
+    """A model path must name a regular file (or a directory, for engines that take one): a FIFO
+    would block the engine's read forever, and a device or socket is no model."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file not found: {path}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc}") from exc
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise ModelLoadError(f"model path {path} is {kind}, not a model file")
 
 
 def load(
@@ -89,8 +105,7 @@ def load(
             def cache_dir_for(cls: type[Engine]) -> os.PathLike[str] | None:
                 return reg.engine_cache_dir(version.digest, {"engine": cls.name, "device": str(device)})
 
-        if not os.path.exists(path):
-            raise ModelLoadError(f"model file not found: {path}")
+        _check_model_path(path)
         eng = open_engine(
             path, engine=engine, device=device, cache_dir_for=cache_dir_for,
             hints={"imgsz": imgsz, "max_batch": batching.max_batch_size if batching is not None else None},

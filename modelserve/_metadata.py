@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from ._engine import Engine, TensorSpec
 from ._errors import InvalidInputError, ModelLoadError
+from .ops import MAX_IMGSZ
 
 __all__ = ["ModelInfo", "parse_metadata", "describe_model"]
 
@@ -43,29 +44,40 @@ def _parse_names(value: Any, source: str) -> dict[int, str]:
         value = _literal("names", value)
     if isinstance(value, (list, tuple)):
         value = dict(enumerate(value))
-    if not isinstance(value, Mapping) or not all(isinstance(k, int) and k >= 0 for k in value):
+    if not isinstance(value, Mapping) or not all(_is_int(k) and k >= 0 for k in value):
         raise (ModelLoadError if source == "metadata" else InvalidInputError)(
             f"names from {source} must be a dict of int -> str or a list of str, got {str(value)[:80]!r}"
         )
     return {int(k): str(v) for k, v in value.items()}
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _parse_imgsz(value: Any, source: str) -> tuple[int, int]:
     if isinstance(value, str) and source == "metadata":
         value = _literal("imgsz", value)
-    if isinstance(value, int):
+    if _is_int(value):
         value = (value, value)
-    ok = isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(isinstance(v, int) and v > 0 for v in value)
+    ok = isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(_is_int(v) and v > 0 for v in value)
     if not ok:
         raise (ModelLoadError if source == "metadata" else InvalidInputError)(
-            f"imgsz from {source} must be a positive int or (height, width), got {value!r}"
+            f"imgsz from {source} must be a positive int or (height, width) of ints, got {value!r}"
+        )
+    if max(value) > MAX_IMGSZ:
+        raise (ModelLoadError if source == "metadata" else InvalidInputError)(
+            f"imgsz from {source} must be at most {MAX_IMGSZ} (modelserve.ops.MAX_IMGSZ) on each side, got {value!r}"
         )
     return (int(value[0]), int(value[-1]))
 
 
 def _parse_int(key: str, value: str) -> int:
+    text = str(value).strip()
+    if len(text) > 20:  # int() of a 100,000-digit string is slow and no stride or batch is that long
+        raise ModelLoadError(f"model metadata {key!r} must be an integer, got {text[:40]!r}...")
     try:
-        return int(str(value).strip())
+        return int(text)
     except ValueError as exc:
         raise ModelLoadError(f"model metadata {key!r} must be an integer, got {value!r}") from exc
 
@@ -92,8 +104,8 @@ def parse_metadata(
     if size is None and "imgsz" in meta:
         size = _parse_imgsz(meta["imgsz"], "metadata")
     stride = _parse_int("stride", meta["stride"]) if "stride" in meta else 32
-    if stride < 1:
-        raise ModelLoadError(f"model metadata 'stride' must be >= 1, got {stride}")
+    if not 1 <= stride <= MAX_IMGSZ:
+        raise ModelLoadError(f"model metadata 'stride' must be in 1..{MAX_IMGSZ}, got {stride}")
     batch = _parse_int("batch", meta["batch"]) if "batch" in meta else None
     end2end = False
     if "end2end" in meta:

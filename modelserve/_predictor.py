@@ -12,6 +12,8 @@ import asyncio
 import dataclasses
 import functools
 import math
+import numbers
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -48,10 +50,12 @@ class PredictOptions:
     def __post_init__(self) -> None:
         for key in ("conf", "iou"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not _in_unit(value):
                 raise InvalidInputError(f"{key} must be a number in [0, 1], got {value!r}")
-        if isinstance(self.max_det, bool) or not isinstance(self.max_det, (int, np.integer)) or self.max_det < 0:
+            object.__setattr__(self, key, float(value))
+        if isinstance(self.max_det, bool) or not isinstance(self.max_det, numbers.Integral) or self.max_det < 0:
             raise InvalidInputError(f"max_det must be an int >= 0, got {self.max_det!r}")
+        object.__setattr__(self, "max_det", min(int(self.max_det), sys.maxsize))  # beyond: no limit anyway
         if self.classes is not None:
             classes = (self.classes,) if isinstance(self.classes, (int, np.integer)) else self.classes
             try:
@@ -79,6 +83,13 @@ class PredictOptions:
         return PredictOptions(**base)
 
 
+def _in_unit(value: numbers.Real) -> bool:
+    try:
+        return 0.0 <= float(value) <= 1.0  # NaN fails both comparisons
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
 def _with_speed(results: list[Detections], t0: float, t1: float, t2: float, t3: float) -> list[Detections]:
     """Attach per-image stage times in ms (each stage's time divided by the number of images)."""
     n = len(results)
@@ -86,6 +97,70 @@ def _with_speed(results: list[Detections], t0: float, t1: float, t2: float, t3: 
     for r in results:
         object.__setattr__(r, "speed", dict(speed))
     return results
+
+
+def _check_outputs(engine: Engine, info: ModelInfo) -> tuple[bool, int | None]:
+    """Refuse, at load, a model whose first output is not a detector's for its class names:
+    ``[B, 4 + nc, N]`` (Ultralytics YOLOv8/11 heads) or ``[B, N, 6]`` end-to-end rows
+    (x1, y1, x2, y2, conf, class). Returns ``(end2end, run limit)``: the run limit is 1 when the
+    input batch is dynamic but the output's batch is fixed at 1 (such a model answers for one
+    image per run), else None. Raises :class:`ModelLoadError` naming what was expected and found."""
+    if info.task != "detect":
+        raise ModelLoadError(
+            f"this model's metadata says task {info.task!r}; modelserve serves detection models only "
+            "(task 'detect': [batch, 4+classes, boxes] or end-to-end [batch, N, 6] outputs)"
+        )
+    if not engine.outputs:
+        raise ModelLoadError("this model has no outputs")
+    shape = tuple(engine.outputs[0].shape)
+    nc = len(info.names)
+    if len(shape) != 3:
+        hint = " (a classifier's [batch, classes])" if len(shape) == 2 else ""
+        raise ModelLoadError(
+            f"expected a detector output shaped [batch, 4+classes, boxes] or [batch, N, 6], got {list(shape)}{hint}"
+        )
+    end2end = info.end2end or shape[2] == 6
+    if end2end and shape[2] not in (6, None):
+        raise ModelLoadError(f"expected end-to-end detector output rows [batch, N, 6] (x1, y1, x2, y2, conf, "
+                             f"class), got {list(shape)}")
+    if not end2end and shape[1] is not None and shape[1] != 4 + nc:
+        raise ModelLoadError(
+            f"expected a detector output [batch, 4+{nc}, boxes] for this model's {nc} class names, got "
+            f"{list(shape)} ({shape[1]} = 4 + {shape[1] - 4}); segmentation (4+nc+32), pose (4+nc+keypoints) "
+            "and oriented-box (4+nc+1) heads are not detectors, and names= must list every class"
+        )
+    if set(info.names) != set(range(nc)):
+        raise ModelLoadError(f"class names must be numbered 0..{nc - 1}, got ids {sorted(info.names)[:20]}")
+    in_batch, out_batch = engine.inputs[0].shape[0], shape[0]
+    if out_batch is None or out_batch == in_batch:
+        return end2end, None
+    if in_batch is None and out_batch == 1:
+        return end2end, 1
+    raise ModelLoadError(
+        f"the model's output batch is fixed at {out_batch} while its input batch is "
+        f"{'dynamic' if in_batch is None else in_batch}: outputs cannot be matched to images"
+    )
+
+
+def _checked(det: Detections, raw_class: np.ndarray | None = None) -> Detections:
+    """``det`` if its confidences are scores in [0, 1] and its class ids name classes of the
+    model; else :class:`ModelLoadError`: the model's outputs are not what it claims to be (raw
+    logits, another task's head, end-to-end rows with other columns), and a wrong answer must
+    never pass as a right one. ``raw_class``: the float class column of end-to-end rows."""
+    conf = det.confidence
+    # NMS output is sorted, highest first, and only scores > conf >= 0 get there: one look at the
+    # top suffices. End-to-end rows come in the model's order: check them all.
+    if len(conf) and not (conf[0] <= 1.0 if raw_class is None else conf.min() >= 0.0 and conf.max() <= 1.0):
+        bad = conf[~((conf >= 0.0) & (conf <= 1.0))][0]
+        raise ModelLoadError(f"the model gave a confidence of {float(bad):g}, outside [0, 1]: its outputs are not "
+                             "sigmoid class scores (raw logits, or another task's head)")
+    if raw_class is not None and len(raw_class):
+        nc = len(det.names)
+        ok = (raw_class >= 0) & (raw_class < nc) & (raw_class == np.floor(raw_class))
+        if not ok.all():
+            raise ModelLoadError(f"the model gave class id {float(raw_class[~ok][0]):g}, not one of its {nc} classes "
+                                 "(end-to-end rows must be x1, y1, x2, y2, conf, class)")
+    return det
 
 
 def _shape_key(tensor: np.ndarray) -> tuple[int, ...]:
@@ -127,6 +202,7 @@ class Predictor:
             raise ModelLoadError(f"expected a float32 or float16 model input, got {spec.dtype}")
         self._input = spec
         self._otype = ops._OTYPES[spec.dtype.char]
+        self._end2end, self._run_limit = _check_outputs(engine, info)
         # The backend (Cython kernels or the NumPy reference) is chosen once, when loading.
         self._kernels = ops._use_kernels()
         self._geometries: dict[tuple[int, int], ops._Geometry] = {}
@@ -135,6 +211,8 @@ class Predictor:
         stride = info.stride
         if h is not None and w is not None:
             self.dynamic = False
+            if max(h, w) > ops.MAX_IMGSZ:
+                raise ModelLoadError(f"this model's fixed input size {(h, w)} exceeds ops.MAX_IMGSZ={ops.MAX_IMGSZ}")
             if imgsz is not None and tuple(ops._pair(imgsz, "imgsz")) != (h, w):
                 raise InvalidInputError(f"this model has a fixed input size {(h, w)}; imgsz={imgsz!r} cannot apply")
             self.imgsz: tuple[int, int] = (h, w)
@@ -142,6 +220,10 @@ class Predictor:
             self.dynamic = True
             size = ops._pair(imgsz, "imgsz") if imgsz is not None else (info.imgsz or (_DEFAULT_IMGSZ, _DEFAULT_IMGSZ))
             self.imgsz = (_round_up(size[0], stride), _round_up(size[1], stride))
+            if max(self.imgsz) > ops.MAX_IMGSZ:
+                error = InvalidInputError if imgsz is not None else ModelLoadError
+                raise error(f"imgsz {size} rounded up to the model's stride {stride} gives {self.imgsz}, beyond "
+                            f"ops.MAX_IMGSZ={ops.MAX_IMGSZ}")
         self._batcher: MicroBatcher | None = None
         if batching is not None:
             self._batcher = MicroBatcher(self._run_tensors, group_key=_shape_key, **dataclasses.asdict(batching))
@@ -193,46 +275,57 @@ class Predictor:
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch: zero-padded to the engine's fixed batch size when it has one, and split
-        into chunks the engine accepts (its fixed size, or ``engine.max_batch_size``, e.g. the top
-        of a TensorRT optimisation profile)."""
+        into chunks the engine accepts (its fixed size, ``engine.max_batch_size``, e.g. the top of
+        a TensorRT optimisation profile, or one image for models whose output batch is fixed at 1).
+        Every run's output must have one row per input image (else :class:`ModelLoadError`)."""
         fixed = self._fixed_batch
-        limit = fixed or getattr(self.engine, "max_batch_size", None)
+        limit = fixed or self._run_limit or getattr(self.engine, "max_batch_size", None)
         if limit is None or (len(batch) <= limit and (fixed is None or fixed == len(batch))):
-            return np.asarray(self.engine.run({self._input.name: batch})[0])
+            return self._run(batch)
         outs = []
         for start in range(0, len(batch), limit):
             chunk = batch[start : start + limit]
             n = len(chunk)
             if fixed is not None and n < fixed:
                 chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
-            outs.append(np.asarray(self.engine.run({self._input.name: chunk})[0])[:n])
+            outs.append(self._run(chunk)[:n])
         return np.concatenate(outs)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.engine.run({self._input.name: batch})[0])
+        if out.ndim != 3 or out.shape[0] != len(batch):
+            raise ModelLoadError(
+                f"the model answered a batch of {len(batch)} images with an output of shape {list(out.shape)}: "
+                "expected one [4+classes, boxes] or [N, 6] block per image; no result is returned rather "
+                "than results matched to the wrong images"
+            )
+        return out
 
     def _detect(self, raw: np.ndarray, opts: PredictOptions, images: Sequence[Image],
                 geometries: Sequence[ops._Geometry]) -> list[Detections]:
         """Raw outputs of one batch -> Detections in each image's pixels."""
-        if raw.ndim != 3:
-            raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
         if raw.dtype is not _F32 or not raw.flags.c_contiguous:
             raw = np.ascontiguousarray(raw, dtype=np.float32)
         names = self.names
-        if self.info.end2end or raw.shape[-1] == 6:
+        if self._end2end:
+            if raw.shape[2] != 6:
+                raise ModelLoadError(f"expected end-to-end output rows [batch, N, 6], got {list(raw.shape)}")
             out = []
             for r, image, geometry in zip(raw, images, geometries):
-                det = self._end2end(r, opts)
+                det = self._end2end_rows(r, opts)
                 ops._scale_with(det[:, :4], geometry.scale)
-                out.append(Detections._from_rows(det, names, image.pixels.shape[:2]))
+                out.append(_checked(Detections._from_rows(det, names, image.pixels.shape[:2]), det[:, 5]))
             return out
-        if raw.shape[1] < 5:
-            raise ModelLoadError(f"expected a detector output shaped [batch, 4+classes, boxes], got {raw.shape}")
+        if raw.shape[1] != 4 + len(names):
+            raise ModelLoadError(f"expected a detector output [batch, 4+{len(names)}, boxes], got {list(raw.shape)}")
         scale = geometries[0].scale[None] if len(geometries) == 1 else np.stack([g.scale for g in geometries])
         arrays = ops._yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
                                       _MAX_NMS, scale, self._kernels)
-        return [Detections._trusted(xyxy, conf, cls, names, image.pixels.shape[:2])
+        return [_checked(Detections._trusted(xyxy, conf, cls, names, image.pixels.shape[:2]))
                 for (xyxy, conf, cls), image in zip(arrays, images)]
 
     @staticmethod
-    def _end2end(pred: np.ndarray, opts: PredictOptions) -> np.ndarray:
+    def _end2end_rows(pred: np.ndarray, opts: PredictOptions) -> np.ndarray:
         """NMS-free ``[N, 6]`` outputs (x1, y1, x2, y2, conf, class): filter only, as Ultralytics does."""
         mask = pred[:, 4] > opts.conf
         if opts.classes is not None:

@@ -7,10 +7,11 @@
 The wrappers here validate and convert their inputs (raising :class:`InvalidInputError`), then call
 the compiled Cython kernels (``modelserve/_kernels``), which release the GIL. When the extension is
 not built, or the environment variable ``MODELSERVE_KERNELS=numpy`` is set (read at every call of
-these functions; a Predictor reads it once, when it is loaded), the NumPy reference implementation in ``modelserve._reference`` runs instead and a ``RuntimeWarning`` is
-issued once per process; :func:`backend` says which one is active. Both give identical results
-(except the order of exactly tied scores where torch sorts unstably, see ``modelserve._reference``).
-The wrappers never modify their inputs.
+these functions; a Predictor reads it once, when it is loaded), the NumPy reference implementation
+in ``modelserve._reference`` runs instead and a ``RuntimeWarning`` is issued once per process;
+:func:`backend` says which one is active. Both give identical results, bit for bit, including the
+order of exactly tied scores where torch sorts unstably (both follow libstdc++'s ``std::sort``).
+The wrappers never modify their inputs, and refuse ``out`` buffers that overlap them.
 
 Example::
 
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import operator
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -54,7 +57,13 @@ __all__ = [
     "batched_nms",
     "scale_boxes",
     "backend",
+    "MAX_IMGSZ",
 ]
+
+#: The largest tensor side (height or width) modelserve letterboxes into: ``imgsz``, a model's
+#: input size and stride, and ``letterbox``'s ``new_shape`` beyond it are refused
+#: (a 3 x 8192 x 8192 float32 tensor is already 805 MB).
+MAX_IMGSZ = 8192
 
 #: Environment variable that, set to ``numpy``, forces the NumPy reference (read at call time).
 KERNELS_ENV = "MODELSERVE_KERNELS"
@@ -105,19 +114,43 @@ class LetterboxInfo:
     pad_lt: tuple[int, int]
 
 
+def _is_int(value: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)):
-        pair = (int(value), int(value))
+    """``value`` as ``(height, width)``: an int, or a list, tuple or 1-D array of one or two ints,
+    each in ``1..MAX_IMGSZ``. Anything else (strings, bools, floats, NaN) is refused: ``"64"``
+    must not become ``(6, 4)`` nor ``320.7`` silently ``320``."""
+    if _is_int(value):
+        pair = (int(value), int(value))  # type: ignore[arg-type]
+    elif (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)) \
+            and len(value) in (1, 2) and all(_is_int(v) for v in value):
+        pair = (int(value[0]), int(value[-1]))
     else:
-        try:
-            pair = tuple(int(v) for v in value)  # type: ignore[assignment]
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"{what} must be an int or (height, width), got {value!r}") from None
-        if len(pair) != 2:
-            raise InvalidInputError(f"{what} must be an int or (height, width), got {value!r}")
+        raise InvalidInputError(f"{what} must be an int or (height, width) of ints, got {value!r}")
     if pair[0] < 1 or pair[1] < 1:
         raise InvalidInputError(f"{what} must be positive, got {value!r}")
+    if pair[0] > MAX_IMGSZ or pair[1] > MAX_IMGSZ:
+        raise InvalidInputError(f"{what} must be at most {MAX_IMGSZ} (ops.MAX_IMGSZ) on each side, got {value!r}")
     return pair
+
+
+def _hw(value: object, what: str) -> tuple[int, int]:
+    """An image's ``(height, width)``: two ints >= 1 (no upper bound: images may be large)."""
+    if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2 or not all(_is_int(v) for v in value):
+        raise InvalidInputError(f"{what} must be (height, width) of ints, got {value!r}")
+    h, w = int(value[0]), int(value[1])
+    if h < 1 or w < 1:
+        raise InvalidInputError(f"{what} must be positive (a non-zero size), got height={h}, width={w}")
+    return h, w
+
+
+def _check_stride(stride: object) -> int:
+    if not _is_int(stride) or not 1 <= int(stride) <= MAX_IMGSZ:  # type: ignore[call-overload]
+        raise InvalidInputError(f"stride must be an int in 1..{MAX_IMGSZ}, got {stride!r}")
+    return int(stride)  # type: ignore[call-overload]
 
 
 def letterbox_geometry(
@@ -134,12 +167,9 @@ def letterbox_geometry(
     ``scaleup=False``), resized size rounded half-to-even, padding to ``new_shape`` (or, with
     ``auto=True``, only up to the next multiple of ``stride``) split around the image.
     """
-    h, w = int(source_hw[0]), int(source_hw[1])
-    if h < 1 or w < 1:
-        raise InvalidInputError(f"image must have a non-zero size, got height={h}, width={w}")
+    h, w = _hw(source_hw, "source_hw")
     nh, nw = _pair(new_shape, "new_shape")
-    if stride < 1:
-        raise InvalidInputError(f"stride must be >= 1, got {stride}")
+    stride = _check_stride(stride)
     r = min(nh / h, nw / w)
     if not scaleup:
         r = min(r, 1.0)
@@ -210,12 +240,9 @@ def letterbox(
     """
     image = _check_image(image)
     info = letterbox_geometry(image.shape[:2], new_shape, auto=auto, stride=stride, scaleup=scaleup)
-    try:
-        pad = int(pad_value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"pad_value must be an int in 0..255, got {pad_value!r}") from None
-    if not 0 <= pad <= 255:
-        raise InvalidInputError(f"pad_value must be in 0..255, got {pad_value}")
+    if not _is_int(pad_value) or not 0 <= int(pad_value) <= 255:
+        raise InvalidInputError(f"pad_value must be an int in 0..255, got {pad_value!r}")
+    pad = int(pad_value)
     oh, ow = info.output_hw
     if out is None:
         try:
@@ -232,6 +259,8 @@ def letterbox(
             raise InvalidInputError(f"out must have shape {(3, oh, ow)}, got {out.shape}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise InvalidInputError("out must be C-contiguous and writeable")
+        if np.may_share_memory(out, image):  # both contiguous here: this is exact, not a guess
+            raise InvalidInputError("out must not overlap the image (it would be overwritten while it is read)")
     plan = _plan(image.shape[0], image.shape[1], oh, ow, info.resized_wh, info.pad_lt) if _use_kernels() else None
     _fill(info, plan, image, out, _OTYPES[out.dtype.char], pad, bool(bgr_to_rgb))
     return out, info
@@ -308,23 +337,30 @@ def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _check_unit(value: float, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{what} must be a number, got {value!r}") from None
+    except OverflowError:
+        raise InvalidInputError(f"{what} must be finite, got {value!r}") from None
     if not math.isfinite(v):
         raise InvalidInputError(f"{what} must be finite, got {value!r}")
     return v
 
 
 def _check_count(value: int, what: str) -> int:
+    """An int >= 0 (not a bool); values beyond ``sys.maxsize`` mean 'no limit' and are clamped."""
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{what} must be an int >= 0, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
         raise InvalidInputError(f"{what} must be an int >= 0, got {value!r}") from None
     if v < 0:
         raise InvalidInputError(f"{what} must be an int >= 0, got {value!r}")
-    return v
+    return min(v, sys.maxsize)
 
 
 @functools.lru_cache(maxsize=16)
@@ -492,10 +528,16 @@ _ONE_ZERO = np.zeros(1, dtype=np.float32)
 
 
 def _check_threshold(value: float) -> float:
+    """Any real number, as torchvision takes it (NaN and thresholds >= 1 suppress nothing); an
+    int beyond float's range is +-inf, which compares the same way."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InvalidInputError(f"iou_threshold must be a number, got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(f"iou_threshold must be a number, got {value!r}") from None
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
@@ -504,7 +546,11 @@ def scale_boxes(boxes: np.ndarray, tensor_hw: tuple[int, int], source_hw: tuple[
     Same arithmetic as Ultralytics' ``scale_boxes`` (per-axis gain and padding derived from the two
     shapes, float32). Returns a new float32 array.
     """
-    return _scale_with(np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4), _scale_row(tensor_hw, source_hw))
+    try:
+        out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"boxes must be numbers shaped (n, 4), got an error: {exc}") from None
+    return _scale_with(out, _scale_row(_hw(tensor_hw, "tensor_hw"), _hw(source_hw, "source_hw")))
 
 
 def _scale_with(out: np.ndarray, row: np.ndarray) -> np.ndarray:
