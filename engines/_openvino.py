@@ -20,6 +20,13 @@ Options:
   request); default: the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, at least 4.
   Requests are created on first need, so one calling thread holds one request
 * ``num_threads``: ``INFERENCE_NUM_THREADS`` (0 = OpenVINO's default)
+* ``mmap``: map the weights (IR ``.bin``) and cached compiled models into memory instead of
+  reading them (``ENABLE_MMAP``). Default ``False``: OpenVINO's own default maps them, and then a
+  file rewritten or truncated in place while the model is loaded (``cp new.bin model.bin``
+  writes into the same inode) changes the weights under a running model or kills the process
+  with ``SIGBUS``. With ``False`` the weights live in this process's memory and later changes to
+  the files cannot reach it; ``True`` shares the pages between processes (less memory) and is
+  safe only for files nobody rewrites
 * ``config``: a dict of raw OpenVINO properties, applied last (e.g. ``{"NUM_STREAMS": "2"}``)
 
 Metadata (Ultralytics' names, stride, imgsz): an ONNX file's ``metadata_props``; for IR, the
@@ -45,7 +52,7 @@ __all__ = ["OpenVINOEngine", "parse_device", "read_ultralytics_yaml"]
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 _PRECISIONS = {"f32": "f32", "f16": "f16", "bf16": "bf16", "default": None}
-_KNOWN = {"performance_hint", "precision", "cache_dir", "num_requests", "num_threads", "config"}
+_KNOWN = {"performance_hint", "precision", "cache_dir", "num_requests", "num_threads", "mmap", "config"}
 _core_lock = threading.Lock()
 _core: Any = None
 
@@ -231,7 +238,7 @@ class OpenVINOEngine(Engine):
             except ModelLoadError as exc:
                 raise ModelLoadError(f"openvino cannot load {path!r}: {exc}") from None
         try:
-            model = core.read_model(path)
+            model = core.read_model(path, config={"ENABLE_MMAP": config["ENABLE_MMAP"]})
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
             raise ModelLoadError(f"openvino cannot load {path!r}: {_last_line(exc)}") from exc
         self.metadata = _ir_metadata(model, path) if is_ir else onnx_meta
@@ -275,6 +282,10 @@ class OpenVINOEngine(Engine):
             cache_dir = os.fspath(options["cache_dir"])
             os.makedirs(cache_dir, exist_ok=True)
             config["CACHE_DIR"] = cache_dir
+        mmap = options.get("mmap", False)
+        if not isinstance(mmap, bool):
+            raise InvalidInputError(f"mmap must be a bool, got {mmap!r}")
+        config["ENABLE_MMAP"] = mmap  # also governs how a cached compiled model is imported
         for key in ("num_requests", "num_threads"):
             value = options.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "num_requests" else 0)):
