@@ -27,6 +27,10 @@ write in progress) are ignored.
 
 A best-effort ``flock`` on the history around read-decide-append reduces retries between
 processes of one host; correctness never depends on it (see :data:`USE_LOCKS`).
+
+The history is only ever opened as a regular file (``_fs.open_regular``): a FIFO, device or
+directory in its place is refused with a :class:`RegistryError` naming it (reading, appending
+and locking alike), never waited on.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Callable
 
 from .._errors import RegistryError
 from . import _fs
+from ._manifest import loads
 from ._types import AliasMove
 
 __all__ = ["append_move", "read_history", "effective", "replay", "move", "USE_LOCKS"]
@@ -74,19 +79,13 @@ def append_move(
     if seq is not None:
         obj["seq"] = seq
     line = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("ascii")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _fs.make_dir(path.parent, parents=True, exist_ok=True)
     created = not path.exists()
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o644)
+    fd = _fs.open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     try:
         size = os.fstat(fd).st_size
-        prefix = b""
-        if size:
-            # After a torn write the file may not end in a newline; start on a fresh line.
-            with open(path, "rb") as fh:
-                fh.seek(size - 1)
-                if fh.read(1) != b"\n":
-                    prefix = b"\n"
+        # After a torn write the file may not end in a newline; start on a fresh line.
+        prefix = b"\n" if size and _last_byte(fd, size) != b"\n" else b""
         _fs.write_all(fd, prefix + line + b"\n")
         if _fs._FSYNC:
             os.fsync(fd)
@@ -95,6 +94,14 @@ def append_move(
     if created:
         _fs.fsync_dir(path.parent)
     return m
+
+
+def _last_byte(fd: int, size: int) -> bytes:
+    """Byte ``size - 1`` of the open file ``fd`` (``O_APPEND`` writes are unaffected by seeking)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, 1, size - 1)
+    os.lseek(fd, size - 1, os.SEEK_SET)  # pragma: no cover - Windows
+    return os.read(fd, 1)  # pragma: no cover
 
 
 def read_history(path: Path) -> list[AliasMove]:
@@ -112,7 +119,7 @@ def read_history(path: Path) -> list[AliasMove]:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = loads(raw)
             seq = obj.get("seq")
             if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
                 raise ValueError("bad seq")
@@ -153,16 +160,17 @@ def replay(moves: list[AliasMove]) -> list[tuple[str, str]]:
 
 
 class _Lock:
-    """Best-effort exclusive ``flock`` on the history file (no-op where unavailable)."""
+    """Best-effort exclusive ``flock`` on the history file (no-op where unavailable, or where the
+    history is not a regular file: the read that follows reports that)."""
 
     def __init__(self, path: Path) -> None:
         self.fd: int | None = None
         if not USE_LOCKS or _fcntl is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError:
+            _fs.make_dir(path.parent, parents=True, exist_ok=True)
+            fd = _fs.open_regular(path, os.O_RDONLY | os.O_CREAT)
+        except OSError:  # FileKindError included
             return
         try:
             _fcntl.flock(fd, _fcntl.LOCK_EX)

@@ -23,15 +23,14 @@ Example (an engine caching a compiled plan)::
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .._errors import InvalidInputError, ModelNotFoundError, ModelserveError
+from .._errors import InvalidInputError, ModelNotFoundError, ModelserveError, RegistryError
 from . import _fs, _store
-from ._manifest import canonical_bytes
+from ._manifest import canonical_bytes, loads
 from ._names import validate_digest, validate_relpath
 
 __all__ = ["artifact_dir", "find_artifact", "stage_artifact", "publish_artifact"]
@@ -55,7 +54,7 @@ def find_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Path 
     """The artifact directory if published and its files have their recorded sizes, else None."""
     d = artifact_dir(reg, source_digest, key)
     try:
-        info = json.loads(_fs.read_small(d / _INFO, 1 << 20))
+        info = loads(_fs.read_small(d / _INFO, 1 << 20))
         for rel, size in info["files"].items():
             if os.stat(d.joinpath(*validate_relpath(rel).split("/"))).st_size != size:
                 return None
@@ -64,36 +63,51 @@ def find_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Path 
     return d
 
 
+def _os_error(action: str, exc: OSError) -> RegistryError:
+    from ._registry import _os_error as wrap
+
+    return wrap(action, exc)
+
+
 @contextmanager
 def stage_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Iterator[Path]:
-    """See :meth:`Registry.stage_artifact`."""
+    """See :meth:`Registry.stage_artifact`. ``OSError`` s of the registry's own steps (staging,
+    publishing; not of the caller's block) become :class:`RegistryError`."""
     final = artifact_dir(reg, source_digest, key)
     digest = validate_digest(source_digest)
     if not reg._layout.blob(_store.hex_of(digest)).exists():
         raise ModelNotFoundError(f"artifact source {digest} is not stored in {reg.root}")
-    reg._init_root()
-    reg._layout.tmp.mkdir(parents=True, exist_ok=True)
-    staged = reg._layout.tmp / _fs.staging_name("art")
-    staged.mkdir()
-    try:
+    with _fs.staging_path(reg._layout.tmp, "art") as staged:
+        try:
+            reg._init_root()
+            _fs.make_dir(reg._layout.tmp, parents=True, exist_ok=True)
+            _fs.make_dir(staged)
+        except OSError as exc:
+            raise _os_error(f"staging an artifact for {digest}", exc) from exc
         yield staged
-        files = {}
-        for dirpath, _, names in os.walk(staged):
-            for n in names:
-                p = Path(dirpath) / n
-                if p.is_symlink() or not p.is_file():
-                    raise InvalidInputError(f"artifacts may hold only regular files, got {p}")
-                files[validate_relpath(p.relative_to(staged).as_posix())] = p.stat().st_size
-        if _INFO in files:
-            raise InvalidInputError(f"{_INFO!r} is reserved inside an artifact directory")
-        info = {"files": files, "key": dict(key), "source": digest}
-        _fs.write_new_file(staged / _INFO, canonical_bytes(info))
-        for dirpath, _, names in os.walk(staged):
-            for n in names:
-                _fs.make_readonly(Path(dirpath) / n)
-        _fs.rename_dir_new(staged, final)
-    finally:
-        _fs.remove_path(staged)
+        try:
+            _publish_staged(staged, final, key, digest)
+        except OSError as exc:
+            raise _os_error(f"publishing the artifact {final}", exc) from exc
+
+
+def _publish_staged(staged: Path, final: Path, key: Mapping[str, str], digest: str) -> None:
+    """Record the staged files in ``artifact.json``, make them read-only and rename the directory into place."""
+    files = {}
+    for dirpath, _, names in _fs.walk(staged):
+        for n in names:
+            p = Path(dirpath) / n
+            if p.is_symlink() or not p.is_file():
+                raise InvalidInputError(f"artifacts may hold only regular files, got {p}")
+            files[validate_relpath(p.relative_to(staged).as_posix())] = p.stat().st_size
+    if _INFO in files:
+        raise InvalidInputError(f"{_INFO!r} is reserved inside an artifact directory")
+    info = {"files": files, "key": dict(key), "source": digest}
+    _fs.write_new_file(staged / _INFO, canonical_bytes(info))
+    for dirpath, _, names in _fs.walk(staged):
+        for n in names:
+            _fs.make_readonly(Path(dirpath) / n)
+    _fs.rename_dir_new(staged, final)
 
 
 def publish_artifact(
@@ -103,12 +117,14 @@ def publish_artifact(
     with stage_artifact(reg, source_digest, key) as d:
         for rel, content in files.items():
             dest = d.joinpath(*validate_relpath(rel).split("/"))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                _fs.write_new_file(dest, content)
-            else:
-                with open(content, "rb") as fh:
-                    _fs.stream_hashing(fh, dest)
+            try:
+                _fs.make_dir(dest.parent, parents=True, exist_ok=True)
+                if isinstance(content, bytes):
+                    _fs.write_new_file(dest, content)
+                else:  # a regular file only: a FIFO or device is refused, never read
+                    _fs.copy_hashing(Path(content), dest)
+            except OSError as exc:
+                raise _os_error(f"publishing the artifact file {rel!r}", exc) from exc
     found = find_artifact(reg, source_digest, key)
     if found is None:
         raise ModelNotFoundError(f"artifact for {source_digest} {dict(key)} vanished right after publishing")

@@ -1,7 +1,7 @@
 """``modelserve registry ...``: the command line of the model registry.
 
 Every command takes ``--root DIR`` (default ``$MODELSERVE_HOME``, else the user cache dir).
-Exit status: 0 success, 1 a registry error (message on stderr), 2 bad usage.
+Exit status: 0 success, 1 a registry error or a file system error (one line on stderr), 2 bad usage.
 
     modelserve registry ls [NAME]                  models, or the versions and aliases of NAME
     modelserve registry show REF [--json]          one version: digest, files, metadata
@@ -179,9 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    """Run ``args.func`` turning modelserve errors into a message and exit status 1."""
+    """Run ``args.func`` turning modelserve errors into a one-line message and exit status 1.
+
+    Any ``OSError`` that escapes (the registry turns its own into :class:`RegistryError`; this is
+    defence in depth) is reported the same way, never as a traceback.
+    """
     try:
         return int(args.func(args) or 0)
     except ModelserveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,7 +1,8 @@
 """File-system primitives of the registry: staged writes, atomic publication, fsync, removal.
 
 Every byte the registry writes goes through :func:`write_all`, so a test can inject ``ENOSPC``
-(or any ``OSError``) in one place by replacing ``_fs._os_write``. Publication is always one of:
+(or any ``OSError``) in one place by replacing ``_fs._os_write``; every directory it creates goes
+through :func:`make_dir` (``_fs._os_mkdir``) the same way. Publication is always one of:
 
 * :func:`link_new` - ``os.link`` of a complete staged file; fails if the target exists, which
   gives write-once files (version pointers, blobs) without any lock;
@@ -9,7 +10,15 @@ Every byte the registry writes goes through :func:`write_all`, so a test can inj
 * :func:`rename_dir_new` - a complete staged directory renamed into place, failing if the target
   exists.
 
-Readers therefore see a whole file or no file, never a partial one.
+Readers therefore see a whole file or no file, never a partial one. A staged write that fails
+removes what it created.
+
+Every file the registry opens is opened with :func:`open_regular`: without blocking, then checked
+with ``fstat``, so a FIFO, device or socket planted anywhere in the registry (or handed in as a
+lock file, archive or source) is refused with :class:`FileKindError` instead of hanging the
+process or being read forever. :class:`FileKindError` is a :class:`~modelserve.RegistryError` and
+also an ``OSError``, so code that maps ``OSError`` s to its own typed error (an unreadable version
+pointer is an :class:`~modelserve.IntegrityError`, ...) treats it like any unreadable file.
 """
 
 from __future__ import annotations
@@ -18,18 +27,26 @@ import errno
 import hashlib
 import os
 import secrets
-import shutil
 import socket
 import stat
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, BinaryIO, Callable, Iterator
 
+from .._errors import RegistryError
 from . import _faults
 
 __all__ = [
     "CHUNK",
+    "FileKindError",
+    "open_regular",
+    "open_read",
+    "make_dir",
+    "list_dir",
+    "refuse_special",
+    "staging_done",
     "write_all",
     "write_new_file",
     "copy_hashing",
@@ -42,6 +59,7 @@ __all__ = [
     "rename_dir_new",
     "make_readonly",
     "remove_path",
+    "walk",
     "read_small",
     "staging_name",
     "staging_owner_alive",
@@ -50,8 +68,129 @@ __all__ = [
 
 CHUNK = 1 << 20
 _os_write: Callable[[int, bytes | memoryview], int] = os.write
+_os_mkdir: Callable[..., None] = os.mkdir
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _HOST = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in socket.gethostname())[:40] or "host"
 _FSYNC = sys.platform != "win32"
+
+
+class FileKindError(RegistryError, OSError):
+    """A path holds the wrong kind of file: a FIFO, device, socket or directory where a regular
+    file belongs, or a file where a directory belongs. The message names the path and what it is.
+
+    Also an ``OSError`` (with no ``errno``), so every ``except OSError`` that turns an unreadable
+    file into a typed error handles it too.
+    """
+
+
+def _kind_at(path: Path) -> str | None:
+    """What is at ``path`` (following symlinks) if it is not a regular file; None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """Open the regular file ``path`` and return a file descriptor in blocking mode.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat``, so whatever is at
+    ``path`` at that moment (also something swapped in after an earlier check) is used only if
+    it is a regular file: a FIFO (which would block ``open`` until a writer comes), a device,
+    a socket or a directory raises :class:`FileKindError` naming ``path`` and what it is.
+    ``flags`` are ``os.open`` flags (``O_WRONLY | O_APPEND | O_CREAT``, ...). Other errors
+    (missing file, no permission) propagate as ``OSError``.
+    """
+    try:
+        fd = os.open(path, flags | _NONBLOCK | _OPEN_FLAGS, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ENXIO (a FIFO without a reader, a socket), EISDIR, ...
+        kind = _kind_at(path)
+        if kind is not None:
+            raise FileKindError(f"{path} must be a regular file, got a {kind}") from exc
+        raise
+    try:
+        st_mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(st_mode):
+            raise FileKindError(f"{path} must be a regular file, got a {file_kind(st_mode)}")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_read(path: Path) -> BinaryIO:
+    """``open(path, "rb")`` for regular files only (see :func:`open_regular`)."""
+    fd = open_regular(path)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _mkdir_one(path: Path, exist_ok: bool) -> None:
+    try:
+        _os_mkdir(path, 0o777)
+    except FileExistsError:
+        if not exist_ok:
+            raise
+        if not os.path.isdir(path):
+            kind = _kind_at(path) or "broken symlink"
+            raise FileKindError(f"{path} should be a directory but is a {kind}; move it away") from None
+
+
+def make_dir(path: Path, *, parents: bool = False, exist_ok: bool = False) -> None:
+    """Create the directory ``path`` (like ``Path.mkdir``, but iterative): the registry's single
+    mkdir point, so tests can inject ``ENOSPC`` by replacing ``_fs._os_mkdir``.
+
+    With ``exist_ok`` an existing directory is fine, but a file or anything else squatting the
+    name raises :class:`FileKindError`.
+    """
+    if parents:
+        missing = []
+        p = path.parent
+        while p != p.parent and not os.path.lexists(p):
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            _mkdir_one(d, exist_ok=True)
+    _mkdir_one(path, exist_ok)
+
+
+def list_dir(path: Path) -> list[str]:
+    """The names in the directory ``path``; ``[]`` if it does not exist.
+
+    A file (or anything else) where the directory belongs raises :class:`FileKindError` naming
+    it, so a damaged layout is reported rather than read as "empty" (gc would then take every
+    blob for garbage). Other errors propagate as ``OSError``.
+    """
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError as exc:
+        kind = _kind_at(path)
+        where = f"{path} is a {kind}" if kind else f"a parent of {path} is not a directory"
+        raise FileKindError(f"{where}, where the registry keeps a directory; move it away") from exc
+
+
+def refuse_special(dest: Path, what: str) -> None:
+    """Raise :class:`FileKindError` if ``dest`` exists and is not a regular file (symlinks followed).
+
+    For outputs the registry replaces with ``os.replace`` (archives, lock files): a FIFO, a
+    device such as ``/dev/full``, a socket or a directory there is left untouched.
+    """
+    kind = _kind_at(dest)
+    if kind is not None:
+        raise FileKindError(
+            f"{what} {dest} is a {kind}, not a regular file; it was left untouched (write to a file path instead)"
+        )
 
 
 def is_enospc(exc: BaseException) -> bool:
@@ -73,16 +212,30 @@ def _open_new(path: Path) -> int:
 
 
 def write_new_file(path: Path, data: bytes, *, readonly: bool = False) -> None:
-    """Create ``path`` (must not exist) with ``data``, fsync it, and optionally make it 0444."""
+    """Create ``path`` (must not exist) with ``data``, fsync it, and optionally make it 0444.
+
+    If anything fails after the file was created (a full disk), the file is removed again.
+    """
     fd = _open_new(path)
     try:
-        write_all(fd, data)
-        if _FSYNC:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    if readonly:
-        make_readonly(path)
+        try:
+            write_all(fd, data)
+            if _FSYNC:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if readonly:
+            make_readonly(path)
+    except BaseException:
+        _remove_quietly(path)
+        raise
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        remove_path(path)
+    except OSError:  # pragma: no cover - the original error matters more
+        pass
 
 
 def stream_hashing(src: IO[bytes], dest: Path, *, limit: int | None = None, fault: str | None = None) -> tuple[str, int]:
@@ -90,6 +243,7 @@ def stream_hashing(src: IO[bytes], dest: Path, *, limit: int | None = None, faul
 
     With ``limit`` the copy stops with ``ValueError`` once more than ``limit`` bytes arrive.
     ``fault`` names a fault point hit after the first chunk is written (for crash tests).
+    A failed copy removes ``dest``.
     """
     h = hashlib.sha256()
     size = 0
@@ -110,8 +264,11 @@ def stream_hashing(src: IO[bytes], dest: Path, *, limit: int | None = None, faul
                 first = False
         if _FSYNC:
             os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        _remove_quietly(dest)
+        raise
+    os.close(fd)
     return h.hexdigest(), size
 
 
@@ -130,31 +287,18 @@ def copy_hashing(src: Path, dest: Path, *, fault: str | None = None) -> tuple[st
 
     ``src`` is opened without blocking and checked with ``fstat`` (so a FIFO or device swapped
     in after any earlier check is refused, never read): anything but a regular file raises
-    :class:`~modelserve.RegistryError`.
+    :class:`FileKindError` (a :class:`~modelserve.RegistryError`).
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(src, flags)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            from .._errors import RegistryError
-
-            raise RegistryError(f"{src} must be a regular file, got a {file_kind(mode)}")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        fh = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with fh:
+    with open_read(src) as fh:
         return stream_hashing(fh, dest, fault=fault)
 
 
 def hash_file(path: Path) -> tuple[str, int]:
-    """Return ``(sha256 hex, size)`` of the file at ``path``."""
+    """Return ``(sha256 hex, size)`` of the regular file at ``path`` (anything else raises
+    :class:`FileKindError`, see :func:`open_regular`)."""
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
+    with open_read(path) as fh:
         while True:
             buf = fh.read(CHUNK)
             if not buf:
@@ -169,7 +313,7 @@ def fsync_dir(path: Path) -> None:
     if not _FSYNC:
         return
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NONBLOCK | _OPEN_FLAGS)
     except OSError:
         return
     try:
@@ -185,7 +329,7 @@ def link_new(staged: Path, target: Path) -> bool:
 
     The parent directory is created if needed and fsynced afterwards.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(target.parent, parents=True, exist_ok=True)
     try:
         os.link(staged, target)
     except FileExistsError:
@@ -195,22 +339,27 @@ def link_new(staged: Path, target: Path) -> bool:
 
 
 def replace_bytes(staging_dir: Path, target: Path, data: bytes) -> None:
-    """Atomically replace ``target`` with ``data`` via a file staged in ``staging_dir``."""
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    tmp = staging_dir / f"{staging_name('w')}.tmp"
-    write_new_file(tmp, data)
+    """Atomically replace ``target`` with ``data`` via a file staged in ``staging_dir``; a
+    failure (a full disk) leaves ``target`` as it was and nothing in ``staging_dir``."""
+    make_dir(staging_dir, parents=True, exist_ok=True)
+    name = staging_name("w")
+    tmp = staging_dir / f"{name}.tmp"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-    except BaseException:
-        remove_path(tmp)
-        raise
+        write_new_file(tmp, data)
+        try:
+            make_dir(target.parent, parents=True, exist_ok=True)
+            os.replace(tmp, target)
+        except BaseException:
+            remove_path(tmp)
+            raise
+    finally:
+        staging_done(name)
     fsync_dir(target.parent)
 
 
 def rename_dir_new(staged: Path, target: Path) -> bool:
     """Rename the complete directory ``staged`` to ``target``; False if ``target`` already exists."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(target.parent, parents=True, exist_ok=True)
     if target.exists():
         return False
     try:
@@ -228,15 +377,65 @@ def make_readonly(path: Path) -> None:
     os.chmod(path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
 
-def _onerror(func, path, _exc_info):  # pragma: no cover - platform dependent
+_RWX = stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR
+
+
+def _retry_writable(func: Callable[[str], None], path: str) -> None:
+    """``func(path)`` (unlink, rmdir); on failure make ``path`` and its parent writable and try
+    once more; a second failure is ignored (removal of trees is best effort, like rmtree's)."""
     try:
-        os.chmod(path, stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
+        func(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    try:
+        if not stat.S_ISLNK(os.lstat(path).st_mode):  # never chmod through a symlink
+            os.chmod(path, _RWX)
         parent = os.path.dirname(path)
         if parent:
-            os.chmod(parent, stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
+            os.chmod(parent, _RWX)
         func(path)
     except OSError:
         pass
+
+
+def _scan(d: str) -> list[os.DirEntry[str]]:
+    with os.scandir(d) as it:
+        return list(it)
+
+
+def _remove_tree(top: str) -> None:
+    """Remove the directory tree ``top`` without recursion (Python 3.11's ``shutil.rmtree``
+    recurses once per level, so a deeply nested directory would raise ``RecursionError``).
+    Symlinks are unlinked, never followed."""
+    stack: list[tuple[str, bool]] = [(top, False)]
+    while stack:
+        d, emptied = stack.pop()
+        if emptied:
+            _retry_writable(os.rmdir, d)
+            continue
+        stack.append((d, True))
+        try:
+            entries = _scan(d)
+        except PermissionError:
+            try:
+                os.chmod(d, _RWX)  # an unreadable directory cannot be emptied
+                entries = _scan(d)
+            except OSError:
+                continue
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append((e.path, False))
+            else:
+                _retry_writable(os.unlink, e.path)
 
 
 def remove_path(path: Path) -> None:
@@ -246,10 +445,7 @@ def remove_path(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=_onerror)
-        else:  # pragma: no cover
-            shutil.rmtree(path, onerror=_onerror)
+        _remove_tree(os.fspath(path))
     else:
         try:
             os.unlink(path)
@@ -260,25 +456,85 @@ def remove_path(path: Path) -> None:
             os.unlink(path)
 
 
+def walk(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top)`` (top-down, symlinks not followed), but iterative: Python 3.11's
+    ``os.walk`` recurses once per level, so a deeply nested directory would raise
+    ``RecursionError``. As with ``os.walk``, ``dirnames`` may be pruned in place, symlinks to
+    directories are listed in ``dirnames`` but not entered, and unreadable directories are skipped.
+    """
+    stack = [os.fspath(top)]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = _scan(d)
+        except OSError:
+            continue
+        dirs: list[str] = []
+        files: list[str] = []
+        links: set[str] = set()
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(e.name)
+            if is_dir and e.is_symlink():
+                links.add(e.name)
+        yield d, dirs, files
+        stack.extend(os.path.join(d, n) for n in reversed(dirs) if n not in links)
+
+
 def read_small(path: Path, limit: int = 16 << 20) -> bytes:
-    """Read a small file entirely; raises ``ValueError`` if it is larger than ``limit``."""
-    with open(path, "rb") as fh:
+    """Read a small regular file entirely; raises ``ValueError`` if it is larger than ``limit``
+    and :class:`FileKindError` if it is not a regular file (see :func:`open_regular`)."""
+    with open_read(path) as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"{path} is larger than {limit} bytes")
     return data
 
 
+#: Staging names this process handed out and still uses (see :func:`staging_owner_alive`).
+_IN_USE: set[str] = set()
+
+
 def staging_name(kind: str) -> str:
-    """A unique name for a staging entry: ``<kind>-<host>-<pid>-<time>-<random>``."""
-    return f"{kind}-{_HOST}-{os.getpid()}-{time.time_ns()}-{secrets.token_hex(4)}"
+    """A unique name for a staging entry: ``<kind>-<host>-<pid>-<time>-<random>``.
+
+    The name counts as in use by this process until :func:`staging_done` is called with it;
+    every caller must call it (in a ``finally``) once the entry is gone or abandoned.
+    """
+    name = f"{kind}-{_HOST}-{os.getpid()}-{time.time_ns()}-{secrets.token_hex(4)}"
+    _IN_USE.add(name)
+    return name
+
+
+def staging_done(name: str) -> None:
+    """This process no longer uses the staging entry ``name`` (whatever is left there is garbage)."""
+    _IN_USE.discard(name)
+
+
+@contextmanager
+def staging_path(parent: Path, kind: str, suffix: str = "") -> Iterator[Path]:
+    """A fresh staging path ``parent/<staging_name(kind)><suffix>`` (not created), in use until
+    the block ends; then whatever is there is removed."""
+    name = staging_name(kind)
+    try:
+        yield parent / f"{name}{suffix}"
+    finally:
+        try:
+            remove_path(parent / f"{name}{suffix}")
+        finally:
+            staging_done(name)
 
 
 def staging_owner_alive(entry: str, *, max_age_s: float, mtime: float) -> bool:
     """Whether the process that created the staging entry ``entry`` may still be using it.
 
-    Entries of this host whose pid is gone are dead at once; other entries count as alive until
-    they are ``max_age_s`` old.
+    Entries of this process are alive exactly while it uses them (:func:`staging_name` until
+    :func:`staging_done`), so leftovers of its own failed writes are collected at once; entries
+    of this host whose pid is gone are dead at once; other entries count as alive until they are
+    ``max_age_s`` old.
     """
     parts = entry.split("-")
     if time.time() - mtime > max_age_s:
@@ -289,7 +545,7 @@ def staging_owner_alive(entry: str, *, max_age_s: float, mtime: float) -> bool:
         except ValueError:
             return True
         if pid == os.getpid():
-            return True
+            return entry.split(".", 1)[0] in _IN_USE
         return _pid_alive(pid)
     return True
 

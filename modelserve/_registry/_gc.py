@@ -19,6 +19,22 @@ If any manifest cannot be read, no blob or tree is removed. A gc killed between 
 its rescan leaves its trash directory behind; the next gc puts back from it everything a
 published version references before deleting the rest, and never deletes a referenced entry.
 Artifacts are removed only when their source is gone and they are older than ``min_age_s``.
+
+A full disk: gc is the tool for it, so it frees space without first needing any. Staging
+leftovers, dead artifacts and verification records go first (unlinks need no space). If the
+trash directory then cannot be created (``ENOSPC``/``EDQUOT``: a new directory needs an inode
+and maybe a block), candidates are removed *directly*, one at a time: trees first (removing
+one frees a directory at once, and a tree is rebuilt from its blobs if a race took it), the
+live set read again right before each removal and ``min_age_s`` checked again; after each
+removal gc tries to create its trash again and goes back to move-then-rescan for everything
+left as soon as that works (usually after the first entry). The direct mode narrows, but
+cannot close, the race the trash protocol closes: with ``min_age_s=0`` a version published
+in the instant between that re-read and the unlink may lose a blob its registrar already
+checked. With the default ``min_age_s`` it cannot happen (a registrar links every blob it uses
+just before publishing, which makes the blob young), and on a full disk such a registration
+would fail for lack of space anyway. Any ``OSError`` left (or a damaged layout, such as a file
+where ``trees/`` belongs) becomes a :class:`RegistryError`; what gc removed until then stays
+removed, and nothing referenced is deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .._errors import ModelserveError
+from .._errors import ModelserveError, RegistryError
 from . import _faults, _fs, _store
 from ._names import validate_label, validate_name
 from ._types import GcPlan
@@ -42,11 +58,7 @@ def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
     manifests: set[str] = set()
     blobs: set[str] = set()
     complete = True
-    try:
-        names = os.listdir(layout.models)
-    except FileNotFoundError:
-        names = []
-    for name in names:
+    for name in _fs.list_dir(layout.models):
         try:
             validate_name(name)
             labels = os.listdir(layout.versions(name))
@@ -78,15 +90,13 @@ def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
 
 def _all_blobs(layout: Any) -> list[Path]:
     out: list[Path] = []
-    try:
-        subdirs = os.listdir(layout.blobs)
-    except FileNotFoundError:
-        return out
-    for sub in subdirs:
+    for sub in _fs.list_dir(layout.blobs):
         try:
             out.extend(layout.blobs / sub / h for h in os.listdir(layout.blobs / sub))
         except NotADirectoryError:
             out.append(layout.blobs / sub)
+        except FileNotFoundError:
+            continue
     return out
 
 
@@ -94,7 +104,7 @@ def _size(path: Path) -> int:
     total = 0
     try:
         if path.is_dir() and not path.is_symlink():
-            for dirpath, _, files in os.walk(path):
+            for dirpath, _, files in _fs.walk(path):
                 for f in files:
                     try:
                         total += os.lstat(os.path.join(dirpath, f)).st_size
@@ -107,9 +117,13 @@ def _size(path: Path) -> int:
     return total
 
 
+def _kind(layout: Any, path: Path) -> str:
+    """``"blob"`` or ``"tree"``: which part of the store the candidate ``path`` is in."""
+    return "blob" if path.parent.parent == layout.blobs else "tree"
+
+
 def _trash_name(layout: Any, i: int, path: Path) -> str:
-    kind = "b" if path.parent.parent == layout.blobs else "t"
-    return f"{kind}-{i}-{path.name}"
+    return f"{_kind(layout, path)[0]}-{i}-{path.name}"
 
 
 def _origin(layout: Any, entry: Path) -> tuple[str, Path] | None:
@@ -182,21 +196,63 @@ def drain_trash(reg: Any, trash: Path) -> bool:
     return True
 
 
-def remove_unreferenced(reg: Any, candidates: Iterable[Path]) -> list[Path]:
-    """Remove blob/tree paths that no live version references, with the move-rescan protocol.
+def remove_unreferenced(reg: Any, candidates: Iterable[Path], *, min_age_s: float = 0.0) -> list[Path]:
+    """Remove blob/tree paths that no live version references; returns those removed.
 
-    Candidates are moved into a private trash directory under ``tmp/``, the live set is read
-    again, and whatever became live is moved back; only the rest is deleted. If this process
-    dies in between, the next gc finds the dead trash directory and puts back what is
-    referenced before deleting anything (:func:`drain_trash`).
+    Normally with the move-rescan protocol (:func:`_move_rescan_remove`). When the disk has no
+    room for the trash directory, candidates are removed directly, one at a time (trees first),
+    each after reading the live set again and checking ``min_age_s`` again, until the trash can
+    be created (see the module docstring).
     """
     layout = reg._layout
-    candidates = list(candidates)
-    if not candidates:
-        return []
-    layout.tmp.mkdir(parents=True, exist_ok=True)
-    trash = layout.tmp / _fs.staging_name("gc")
-    trash.mkdir()
+    pending = sorted(candidates, key=lambda p: _kind(layout, p) == "blob")  # trees first (stable)
+    removed: list[Path] = []
+    while pending:
+        trash = _new_trash(layout)
+        if trash is not None:
+            return removed + _move_rescan_remove(reg, trash, pending)
+        path = pending.pop(0)
+        if _remove_if_unreferenced(reg, path, min_age_s):
+            removed.append(path)
+    return removed
+
+
+def _new_trash(layout: Any) -> Path | None:
+    """A new, empty gc trash directory under ``tmp/`` (in use by this process until
+    ``_fs.staging_done``), or None when the file system has no room for one."""
+    name = _fs.staging_name("gc")
+    trash = layout.tmp / name
+    try:
+        _fs.make_dir(layout.tmp, parents=True, exist_ok=True)
+        _fs.make_dir(trash)
+    except OSError as exc:
+        _fs.staging_done(name)
+        if _fs.is_enospc(exc):
+            return None
+        raise
+    return trash
+
+
+def _remove_if_unreferenced(reg: Any, path: Path, min_age_s: float) -> bool:
+    """Delete ``path`` at once if, right now, no live version references it and it is old enough."""
+    manifests, blobs, complete = live_set(reg)
+    if _is_live(_kind(reg._layout, path), path.name, manifests, blobs, complete):
+        return False
+    if not _old(path, min_age_s, time.time()):
+        return False
+    _fs.remove_path(path)
+    return True
+
+
+def _move_rescan_remove(reg: Any, trash: Path, candidates: list[Path]) -> list[Path]:
+    """The move-rescan protocol, with the fresh ``trash`` directory.
+
+    Candidates are moved into ``trash``, the live set is read again, and whatever became live
+    is moved back; only the rest is deleted. If this process dies in between, the next gc finds
+    the dead trash directory and puts back what is referenced before deleting anything
+    (:func:`drain_trash`).
+    """
+    layout = reg._layout
     moved: list[tuple[Path, Path]] = []
     removed: list[Path] = []
     keep = False
@@ -211,8 +267,7 @@ def remove_unreferenced(reg: Any, candidates: Iterable[Path]) -> list[Path]:
         _faults.point("gc-trashed")
         manifests, blobs, complete = live_set(reg)
         for path, dest in moved:
-            kind = "blob" if path.parent.parent == layout.blobs else "tree"
-            if _is_live(kind, path.name, manifests, blobs, complete):
+            if _is_live(_kind(layout, path), path.name, manifests, blobs, complete):
                 if not _put_back(dest, path):
                     keep = True
             else:
@@ -226,14 +281,17 @@ def remove_unreferenced(reg: Any, candidates: Iterable[Path]) -> list[Path]:
         removed.clear()
         raise
     finally:
-        if keep:
-            # Something referenced could not be put back: delete only what is garbage and leave
-            # the rest for the next gc's drain_trash.
-            for path, dest in moved:
-                if path in removed:
-                    _fs.remove_path(dest)
-        else:
-            _fs.remove_path(trash)
+        try:
+            if keep:
+                # Something referenced could not be put back: delete only what is garbage and leave
+                # the rest for the next gc's drain_trash.
+                for path, dest in moved:
+                    if path in removed:
+                        _fs.remove_path(dest)
+            else:
+                _fs.remove_path(trash)
+        finally:
+            _fs.staging_done(trash.name)  # a kept trash is now a dead gc's, drained next time
 
 
 def _old(path: Path, min_age_s: float, now: float) -> bool:
@@ -266,16 +324,23 @@ def _artifact_old(path: Path, min_age_s: float, now: float) -> bool:
 
 
 def gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
-    """See :meth:`Registry.gc`."""
-    layout = reg._layout
-    now = time.time()
-    plan = GcPlan()
-    manifests, blobs, complete = live_set(reg)
+    """See :meth:`Registry.gc`. Every ``OSError`` becomes a :class:`RegistryError`."""
     try:
-        entries = os.listdir(layout.tmp)
-    except FileNotFoundError:
-        entries = []
-    for entry in entries:
+        return _gc(reg, dry_run=dry_run, staging_max_age_s=staging_max_age_s, min_age_s=min_age_s)
+    except OSError as exc:
+        why = f"no space left on device ({exc})" if _fs.is_enospc(exc) else str(exc)
+        raise RegistryError(
+            f"gc of {reg.root} failed: {why}; what it removed until then stays removed and nothing "
+            f"referenced was deleted: fix the cause and run gc again"
+        ) from exc
+
+
+def _plan_staging(layout: Any, plan: GcPlan, staging_max_age_s: float) -> None:
+    """Add the dead staging entries under ``tmp/`` to ``plan`` (and ``tmp`` itself if a file squats it)."""
+    if os.path.lexists(layout.tmp) and not os.path.isdir(layout.tmp):
+        plan.staging.append(layout.tmp)  # nothing but staging lives there: a stray file is junk
+        return
+    for entry in _fs.list_dir(layout.tmp):
         p = layout.tmp / entry
         try:
             mtime = os.lstat(p).st_mtime
@@ -283,25 +348,25 @@ def gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -
             continue
         if not _fs.staging_owner_alive(entry, max_age_s=staging_max_age_s, mtime=mtime):
             plan.staging.append(p)
+
+
+def _gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
+    layout = reg._layout
+    now = time.time()
+    plan = GcPlan()
+    manifests, blobs, complete = live_set(reg)
+    _plan_staging(layout, plan, staging_max_age_s)
     if complete:
         plan.blobs = [p for p in _all_blobs(layout) if p.name not in blobs and _old(p, min_age_s, now)]
-        try:
-            plan.trees = [
-                layout.trees / t for t in os.listdir(layout.trees) if t not in manifests and _old(layout.trees / t, min_age_s, now)
-            ]
-        except FileNotFoundError:
-            pass
-        try:
-            plan.state = [layout.verified / s for s in os.listdir(layout.verified) if s[:-5] not in manifests]
-        except FileNotFoundError:
-            pass
-        try:
-            plan.artifacts = [
-                layout.artifacts / a for a in os.listdir(layout.artifacts)
-                if a not in blobs and _artifact_old(layout.artifacts / a, min_age_s, now)
-            ]
-        except FileNotFoundError:
-            pass
+        plan.trees = [
+            layout.trees / t for t in _fs.list_dir(layout.trees)
+            if t not in manifests and _old(layout.trees / t, min_age_s, now)
+        ]
+        plan.state = [layout.verified / s for s in _fs.list_dir(layout.verified) if s[:-5] not in manifests]
+        plan.artifacts = [
+            layout.artifacts / a for a in _fs.list_dir(layout.artifacts)
+            if a not in blobs and _artifact_old(layout.artifacts / a, min_age_s, now)
+        ]
     plan.bytes = sum(_size(p) for p in plan.paths)
     if dry_run:
         return plan
@@ -317,7 +382,7 @@ def gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -
     plan.staging = [p for p in plan.staging if p not in kept]
     for p in plan.artifacts + plan.state:
         _fs.remove_path(p)
-    removed = set(remove_unreferenced(reg, plan.blobs + plan.trees))
+    removed = set(remove_unreferenced(reg, plan.blobs + plan.trees, min_age_s=min_age_s))
     plan.blobs = [p for p in plan.blobs if p in removed]
     plan.trees = [p for p in plan.trees if p in removed]
     plan.done = True

@@ -9,20 +9,25 @@ and both write a correct record, which is harmless. An edit whose mtime is put b
 (``os.utime``) still changes the ctime, which no user can set, so it is hashed again; any
 ``OSError`` reading a file becomes :class:`IntegrityError`. :func:`verify` always hashes
 everything, and also reports files in a version's tree that its manifest does not list.
+
+A concurrent ``gc`` may move a live version's tree into its trash and put it back an instant
+later (see ``_gc``). A file found missing while a gc is running (a ``tmp/gc-*`` trash exists),
+or of a version published moments ago (its registrar may be restoring what gc took), is
+therefore waited for, as ``Registry._version`` does for resolve; if it is still missing after
+``_TRANSIENT_WAIT_S`` while a gc runs, the :class:`IntegrityError` says so and to retry.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
 from pathlib import Path
 from typing import Any
 
-from .._errors import IntegrityError, ModelserveError
+from .._errors import IntegrityError, ModelserveError, RegistryError
 from . import _aliases, _fs, _store
-from ._manifest import canonical_bytes
+from ._manifest import canonical_bytes, loads
 from ._names import parse_ref, validate_alias, validate_label, validate_name
 from ._types import ModelVersion, Problem, VerifyReport
 
@@ -40,20 +45,48 @@ def _stat_key(st: os.stat_result) -> list[int]:
 def _hash(mv: ModelVersion, rel: str, p: Path) -> str:
     try:
         return _fs.hash_file(p)[0]
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"{mv.ref}: file {rel!r} is missing (it vanished while being hashed)") from exc
     except OSError as exc:
         raise IntegrityError(f"{mv.ref}: file {rel!r} is unreadable: {exc}") from exc
 
 
 def _load_state(path: Path) -> dict[str, Any]:
     try:
-        obj = json.loads(_fs.read_small(path, 1 << 20))
+        obj = loads(_fs.read_small(path, 1 << 20))
         return obj if isinstance(obj, dict) and isinstance(obj.get("files"), dict) else {}
     except (OSError, ValueError):
         return {}
 
 
 def check_version(reg: Any, mv: ModelVersion, *, full: bool = False) -> None:
-    """See :meth:`Registry.check`."""
+    """See :meth:`Registry.check`. Files missing because a concurrent gc has them in flight are
+    waited for (see the module docstring)."""
+    from ._registry import _TRANSIENT_WAIT_S, _YOUNG_NS
+
+    deadline = time.monotonic() + _TRANSIENT_WAIT_S
+    saw_gc = False
+    while True:
+        try:
+            return _check_once(reg, mv, full=full)
+        except IntegrityError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):
+                raise
+            gc_running = reg._gc_in_progress()
+            saw_gc = saw_gc or gc_running
+            young = time.time_ns() - mv.created_ns < _YOUNG_NS
+            if time.monotonic() > deadline or not (gc_running or young):
+                if saw_gc:
+                    raise IntegrityError(
+                        f"{exc}; a garbage collection was running at the time and may have had the file "
+                        f"in flight: retry"
+                    ) from exc.__cause__
+                raise
+            time.sleep(0.01)
+
+
+def _check_once(reg: Any, mv: ModelVersion, *, full: bool) -> None:
+    """One pass of :func:`check_version`; a missing file raises IntegrityError from FileNotFoundError."""
     layout = reg._layout
     mhex = _store.hex_of(mv.digest)
     state_path = layout.verified_state(mhex)
@@ -101,7 +134,7 @@ def _extra_entries(mv: ModelVersion) -> list[str]:
     dirs = {"/".join(f.path.split("/")[:i]) for f in mv.files for i in range(1, f.path.count("/") + 1)}
     out = []
     try:
-        for dirpath, dirnames, filenames in os.walk(mv.root, followlinks=False):
+        for dirpath, dirnames, filenames in _fs.walk(mv.root):
             rel_dir = Path(dirpath).relative_to(mv.root).as_posix()
             prefix = "" if rel_dir == "." else rel_dir + "/"
             for d in list(dirnames):
@@ -142,9 +175,9 @@ def verify(reg: Any, ref: str | None = None) -> VerifyReport:
     else:
         r = None
         try:
-            names = sorted(os.listdir(layout.models))
-        except FileNotFoundError:
-            names = []
+            names = sorted(_fs.list_dir(layout.models))
+        except OSError as exc:
+            raise RegistryError(f"verify cannot list the models of {reg.root}: {exc}") from exc
     for name in names:
         try:
             validate_name(name)
@@ -162,6 +195,9 @@ def verify(reg: Any, ref: str | None = None) -> VerifyReport:
             try:
                 labels = sorted(os.listdir(layout.versions(name)))
             except (FileNotFoundError, NotADirectoryError):
+                labels = []
+            except OSError as exc:
+                report.problems.append(Problem("version", name, f"versions are unreadable: {exc}"))
                 labels = []
         for label in labels:
             subject = f"{name}:{label}"
@@ -208,6 +244,9 @@ def verify(reg: Any, ref: str | None = None) -> VerifyReport:
             try:
                 entries = sorted(os.listdir(layout.aliases(name)))
             except (FileNotFoundError, NotADirectoryError):
+                entries = []
+            except OSError as exc:
+                report.problems.append(Problem("alias", name, f"aliases are unreadable: {exc}"))
                 entries = []
             for entry in entries:
                 alias = entry[: -len(".jsonl")] if entry.endswith(".jsonl") else entry

@@ -12,9 +12,10 @@ Format (written by :func:`write_lock`, read strictly by :func:`read_lock`)::
     digest = "sha256:0f3a..."
 
 Each ``ref`` appears once; ``name``, ``version`` and ``digest`` follow the registry's naming
-rules. Anything else (unknown keys, wrong types, duplicate refs, bad TOML) raises
-:class:`RegistryError` naming the file. TOML is read with ``tomllib`` (Python 3.11+) or
-``tomli``; it is written here, with every string escaped as a TOML basic string.
+rules. Anything else (unknown keys, wrong types, duplicate refs, bad or too deeply nested TOML,
+a FIFO or device instead of a file) raises :class:`RegistryError` naming the file. TOML is read
+with ``tomllib`` (Python 3.11+) or ``tomli``; it is written here, with every string escaped as
+a TOML basic string. :func:`write_lock` replaces only regular files (never a FIFO or device).
 """
 
 from __future__ import annotations
@@ -90,19 +91,24 @@ def render(entries: Sequence[LockEntry]) -> str:
 
 
 def write_lock(entries: Sequence[LockEntry], path: Path) -> Path:
-    """Write ``entries`` to ``path`` atomically (staged beside it, then ``os.replace``)."""
+    """Write ``entries`` to ``path`` atomically (staged beside it, then ``os.replace``).
+
+    An existing ``path`` must be a regular file: a FIFO, device, socket or directory there is
+    left untouched and :class:`RegistryError` raised.
+    """
     refs = [e.ref for e in entries]
     dup = {r for r in refs if refs.count(r) > 1}
     if dup:
         raise RegistryError(f"each reference may be locked once, got duplicates: {sorted(dup)}")
     data = render(entries).encode("utf-8")
     path = path.absolute()
-    tmp = path.with_name(f".{path.name}.{_fs.staging_name('lock')}.tmp")
     try:
-        _fs.write_new_file(tmp, data)
-        os.replace(tmp, path)
+        _fs.refuse_special(path, "lock file")
+        with _fs.staging_path(path.parent, f".{path.name}.lock", ".tmp") as tmp:
+            _fs.write_new_file(tmp, data)
+            _fs.refuse_special(path, "lock file")
+            os.replace(tmp, path)
     except OSError as exc:
-        _fs.remove_path(tmp)
         raise RegistryError(f"writing lock file {path} failed: {exc}") from exc
     _fs.fsync_dir(path.parent)
     return path
@@ -116,7 +122,10 @@ def _toml_loads(text: str) -> dict[str, Any]:
             import tomli as tomllib
         except ImportError as exc:
             raise RegistryError("reading lock files on Python 3.10 needs 'tomli' (pip install tomli)") from exc
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ValueError("arrays or tables are nested too deeply (a lock file holds flat [[model]] tables)") from None
 
 
 def read_lock(path: str | os.PathLike[str]) -> LockFile:

@@ -11,6 +11,12 @@ on every machine (a lock file written on one machine is valid on another)::
 
 ``kind`` is ``"file"`` (one file; ``primary`` is its name) or ``"directory"`` (``primary`` is
 the single top-level model file, e.g. ``model.xml``, or null when there is not exactly one).
+
+Hostile nesting: every JSON file the registry reads goes through :func:`loads`, which reports
+nesting too deep to parse as ``ValueError`` (never ``RecursionError``); :func:`check_nesting`
+bounds depth and size iteratively. Metadata is limited to 64 levels when written
+(``Registry.register``); a manifest whose metadata or model info nests deeper than
+:data:`MAX_READ_DEPTH` levels is malformed.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .._errors import IntegrityError
 from ._names import validate_label, validate_name, validate_relpath
 
-__all__ = ["FileEntry", "Manifest", "canonical_bytes", "parse_manifest", "FORMAT"]
+__all__ = ["FileEntry", "Manifest", "canonical_bytes", "parse_manifest", "loads", "check_nesting", "FORMAT"]
 
 FORMAT = 1
+#: Deepest nesting of dicts/lists accepted in a stored manifest's metadata or model info.
+MAX_READ_DEPTH = 128
 _KEYS = {"files", "format", "kind", "metadata", "model_info", "name", "primary", "version"}
 
 
@@ -80,8 +88,51 @@ class Manifest:
 
 
 def canonical_bytes(obj: Any) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, ASCII only, no NaN."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+    """Canonical JSON: sorted keys, no whitespace, ASCII only, no NaN.
+
+    Raises ``ValueError`` (not ``RecursionError``) for values nested too deeply to encode.
+    """
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except RecursionError:
+        raise ValueError("value is nested too deeply to encode as JSON") from None
+    return text.encode("ascii")
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads``, but nesting too deep to parse raises ``ValueError`` (not ``RecursionError``),
+    so a hostile file is reported like any other malformed one."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply (arrays/objects inside each other, too deep to parse)") from None
+
+
+def check_nesting(obj: Any, *, max_depth: int, max_values: int) -> None:
+    """Raise ``ValueError`` if the JSON-like ``obj`` nests dicts/lists more than ``max_depth``
+    levels deep or holds more than ``max_values`` values in all.
+
+    Iterative (it never recurses, however deep ``obj`` is); a container that contains itself
+    hits the depth limit, and a shared sub-list counts once per appearance, so a small object
+    that would expand to an enormous JSON text hits the value limit quickly.
+    """
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    count = 0
+    while stack:
+        o, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(o, Mapping):
+            children = o.values()
+        elif isinstance(o, (list, tuple)):
+            children = o
+        else:
+            continue
+        if depth > max_depth:
+            raise ValueError(f"dicts/lists are nested deeper than {max_depth} levels")
+        count += len(o)
+        if count > max_values:
+            raise ValueError(f"more than {max_values} values in all")
+        stack.extend((c, depth + 1) for c in children)
 
 
 def digest_of(data: bytes) -> str:
@@ -91,7 +142,7 @@ def digest_of(data: bytes) -> str:
 def parse_manifest(data: bytes, *, where: str) -> Manifest:
     """Decode and strictly validate manifest bytes; raise :class:`IntegrityError` if malformed."""
     try:
-        obj = json.loads(data.decode("utf-8"))
+        obj = loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise IntegrityError(f"manifest {where} is not valid JSON: {exc}") from exc
     try:
@@ -128,6 +179,11 @@ def parse_manifest(data: bytes, *, where: str) -> Manifest:
             raise ValueError("metadata must be an object")
         if obj["model_info"] is not None and not isinstance(obj["model_info"], dict):
             raise ValueError("model_info must be an object or null")
+        for key in ("metadata", "model_info"):
+            try:
+                check_nesting(obj[key], max_depth=MAX_READ_DEPTH, max_values=len(data))
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc} (too deeply nested)") from None
         return Manifest(
             name=validate_name(obj["name"]),
             version=validate_label(obj["version"]),

@@ -14,13 +14,16 @@ Concurrency model (no lock is needed for correctness):
 Errors: names break the rules -> :class:`InvalidNameError`; unknown model, label or alias ->
 :class:`ModelNotFoundError`; a label taken by other content -> :class:`VersionConflictError`;
 stored bytes that differ from their digest -> :class:`IntegrityError`; any other refusal,
-including a full disk (the registry is left unchanged) -> :class:`RegistryError`.
+including a full disk (the registry is left unchanged) -> :class:`RegistryError`; bad
+arguments (metadata that is not JSON, nested deeper than 64 levels or larger than 8 MiB) ->
+:class:`InvalidInputError`. Hostile files planted in the registry (FIFOs, devices, deeply
+nested JSON, files where directories belong) give one of these, never a hang or a bare
+``OSError`` (see ``_fs``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
@@ -39,7 +42,7 @@ from .._errors import (
 )
 from . import _aliases, _faults, _fs, _store
 from ._layout import Layout, default_root
-from ._manifest import FileEntry, Manifest, canonical_bytes, parse_manifest
+from ._manifest import FileEntry, Manifest, canonical_bytes, check_nesting, loads, parse_manifest
 from ._names import (
     Ref,
     parse_ref,
@@ -56,6 +59,9 @@ _FORMAT = 1
 _TRANSIENT_WAIT_S = 5.0  # how long a reader waits for files a concurrent gc has in flight
 _YOUNG_NS = 10 * 10**9  # a version this young may still be being restored by its registrar
 _PRIMARY_SUFFIXES = (".onnx", ".xml", ".engine", ".plan")
+_MAX_METADATA_DEPTH = 64  # levels of dicts/lists in register(metadata=...)
+_MAX_METADATA_VALUES = 2_000_000
+_MAX_METADATA_BYTES = 8 << 20  # leaves room in the manifest (read back with a 16 MiB limit)
 
 
 def _os_error(action: str, exc: OSError) -> RegistryError:
@@ -65,14 +71,30 @@ def _os_error(action: str, exc: OSError) -> RegistryError:
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The metadata as plain JSON values; :class:`InvalidInputError` unless it is a dict with str
+    keys, JSON-serialisable, nested at most 64 levels (checked iteratively, before encoding) and
+    at most 8 MiB as JSON."""
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
         raise InvalidInputError(f"metadata must be a dict with str keys, got {type(metadata).__name__}")
     try:
-        return json.loads(canonical_bytes(dict(metadata)))
+        check_nesting(metadata, max_depth=_MAX_METADATA_DEPTH, max_values=_MAX_METADATA_VALUES)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"metadata is too large or too deeply nested: {exc}; the limits are {_MAX_METADATA_DEPTH} levels "
+            f"of dicts/lists and {_MAX_METADATA_VALUES} values (keep large data in the model's files)"
+        ) from None
+    try:
+        data = canonical_bytes(dict(metadata))
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"metadata must be JSON-serialisable (no NaN), got an error: {exc}") from exc
+    if len(data) > _MAX_METADATA_BYTES:
+        raise InvalidInputError(
+            f"metadata is {len(data)} bytes as JSON; the limit is {_MAX_METADATA_BYTES} bytes "
+            f"(keep large data in the model's files)"
+        )
+    return loads(data)  # type: ignore[no-any-return]
 
 
 def _describe(path: Path) -> dict[str, Any] | None:
@@ -85,7 +107,7 @@ def _describe(path: Path) -> dict[str, Any] | None:
         return None
     try:
         info = describe_model(str(path))
-        return json.loads(canonical_bytes(info))
+        return loads(canonical_bytes(info))  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001 - model info is optional; a describer bug must not block storing
         return None
 
@@ -94,7 +116,7 @@ def _walk(src: Path) -> list[tuple[Path, str]]:
     """Files of a directory model as ``(absolute path, relative POSIX path)``, sorted; refuses links."""
     out: list[tuple[Path, str]] = []
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+    for dirpath, dirnames, filenames in _fs.walk(src):  # iterative: any depth
         for d in list(dirnames):
             if os.path.islink(os.path.join(dirpath, d)):
                 raise RegistryError(f"directory models must not contain symlinks, got {os.path.join(dirpath, d)}")
@@ -136,8 +158,27 @@ class Registry:
         self.root = Path(root if root is not None else default_root()).expanduser().absolute()
         self.read_only = bool(read_only)
         self._layout = Layout(self.root)
+        self._check_root()
         if self._layout.marker.exists():
             self._check_marker()
+
+    def _check_root(self) -> None:
+        """``root`` must be a directory, or not exist yet (it is created on first write)."""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError as exc:
+            raise RegistryError(
+                f"registry root {self.root} is not a directory: a parent of it is a file; pass a directory"
+            ) from exc
+        except OSError as exc:
+            raise RegistryError(f"registry root {self.root} is not accessible: {exc}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise RegistryError(
+                f"registry root {self.root} is not a directory (it is a {_fs.file_kind(st.st_mode)}); "
+                f"pass a directory, or a path where one can be created"
+            )
 
     def __repr__(self) -> str:
         return f"Registry(root={str(self.root)!r}, read_only={self.read_only})"
@@ -145,7 +186,7 @@ class Registry:
     # ------------------------------------------------------------------ plumbing
     def _check_marker(self) -> None:
         try:
-            fmt = json.loads(_fs.read_small(self._layout.marker, 4096)).get("format")
+            fmt = loads(_fs.read_small(self._layout.marker, 4096)).get("format")
         except (OSError, ValueError, AttributeError) as exc:
             raise RegistryError(f"{self._layout.marker} is not a registry marker: {exc}") from exc
         if fmt != _FORMAT:
@@ -158,24 +199,18 @@ class Registry:
     def _init_root(self) -> None:
         if self._layout.marker.exists():
             return
-        self._layout.tmp.mkdir(parents=True, exist_ok=True)
-        staged = self._layout.tmp / _fs.staging_name("marker")
-        _fs.write_new_file(staged, canonical_bytes({"format": _FORMAT}), readonly=True)
-        try:
+        _fs.make_dir(self._layout.tmp, parents=True, exist_ok=True)
+        with _fs.staging_path(self._layout.tmp, "marker") as staged:
+            _fs.write_new_file(staged, canonical_bytes({"format": _FORMAT}), readonly=True)
             _fs.link_new(staged, self._layout.marker)
-        finally:
-            _fs.remove_path(staged)
 
     @contextmanager
     def _staging(self, kind: str) -> Iterator[Path]:
         """A fresh private staging directory under ``tmp/``, removed afterwards."""
-        self._layout.tmp.mkdir(parents=True, exist_ok=True)
-        path = self._layout.tmp / _fs.staging_name(kind)
-        path.mkdir()
-        try:
+        _fs.make_dir(self._layout.tmp, parents=True, exist_ok=True)
+        with _fs.staging_path(self._layout.tmp, kind) as path:
+            _fs.make_dir(path)
             yield path
-        finally:
-            _fs.remove_path(path)
 
     # ------------------------------------------------------------------ reading
     def _read_pointer(self, name: str, label: str) -> dict[str, Any] | None:
@@ -187,7 +222,7 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise IntegrityError(f"version pointer {path} is unreadable: {exc}") from exc
         try:
-            obj = json.loads(data)
+            obj = loads(data)
             if not isinstance(obj, dict):
                 raise ValueError("not an object")
             _ = obj["manifest"], int(obj["created_ns"])
@@ -269,9 +304,9 @@ class Registry:
     def list_models(self) -> list[str]:
         """Names of the models that have at least one (not deleted) version, sorted."""
         try:
-            names = sorted(os.listdir(self._layout.models))
-        except FileNotFoundError:
-            return []
+            names = sorted(_fs.list_dir(self._layout.models))
+        except OSError as exc:
+            raise _os_error("listing models", exc) from exc
         out = []
         for name in names:
             try:
@@ -424,7 +459,7 @@ class Registry:
         self, name: str, src: Path, stage: Path, version: str | None, meta: dict[str, Any], created: list[Path]
     ) -> ModelVersion:
         files_dir = stage / "files"
-        files_dir.mkdir()
+        _fs.make_dir(files_dir)
         if src.is_dir():
             kind, entries = "directory", _walk(src)
         else:
@@ -433,7 +468,7 @@ class Registry:
         files = []
         for full, rel in entries:
             dest = files_dir.joinpath(*rel.split("/"))
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            _fs.make_dir(dest.parent, parents=True, exist_ok=True)
             hx, size = _fs.copy_hashing(full, dest, fault="copy")
             sources.setdefault(hx, dest)
             files.append(FileEntry(rel, "sha256:" + hx, size))
@@ -463,6 +498,11 @@ class Registry:
         while True:
             m = Manifest(name, label, kind, primary, tuple(files), meta, model_info)
             data = m.encode()
+            if len(data) > _store.MAX_MANIFEST:
+                raise RegistryError(
+                    f"cannot register {name!r}: its manifest would be {len(data)} bytes, more than the "
+                    f"{_store.MAX_MANIFEST} a manifest may have (too many files, or too much metadata)"
+                )
             mhex = hashlib.sha256(data).hexdigest()
             mstaged = stage / f"manifest-{mhex}"
             if not mstaged.exists():
@@ -528,6 +568,8 @@ class Registry:
             entries = os.listdir(self._layout.aliases(name))
         except (FileNotFoundError, NotADirectoryError):
             return {}
+        except OSError as exc:
+            raise _os_error(f"listing the aliases of {name!r}", exc) from exc
         for entry in sorted(entries):
             if not entry.endswith(".jsonl"):
                 continue
@@ -702,7 +744,10 @@ class Registry:
         if self.read_only:
             return None
         path = self.artifact_dir(source_digest, {**dict(key), "kind": "engine-cache"})
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            _fs.make_dir(path, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(f"creating the engine cache directory {path}", exc) from exc
         return path
 
     def find_artifact(self, source_digest: str, key: Mapping[str, str]) -> Path | None:

@@ -22,7 +22,10 @@ from . import _fs
 from ._layout import Layout
 from ._manifest import Manifest
 
-__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of", "trash_copy", "restore_blob"]
+__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of", "trash_copy", "restore_blob", "MAX_MANIFEST"]
+
+#: The largest manifest the registry writes or reads (register refuses bigger ones up front).
+MAX_MANIFEST = 16 << 20
 
 
 def hex_of(digest: str) -> str:
@@ -121,12 +124,12 @@ def read_manifest_blob(layout: Layout, manifest_hex: str, *, where: str, restore
     path = layout.blob(manifest_hex)
     try:
         try:
-            data = _fs.read_small(path)
+            data = _fs.read_small(path, MAX_MANIFEST)
         except FileNotFoundError:
             src = trash_copy(layout, manifest_hex)
             if src is None:
                 raise
-            data = _fs.read_small(src)
+            data = _fs.read_small(src, MAX_MANIFEST)
             if restore:
                 restore_blob(layout, manifest_hex)
     except FileNotFoundError as exc:
@@ -149,7 +152,7 @@ def _link_or_copy(src: Path, dest: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
             raise
-        with open(src, "rb") as fh:
+        with _fs.open_read(src) as fh:
             _fs.stream_hashing(fh, dest)
         shutil.copymode(src, dest)
 
@@ -166,30 +169,32 @@ def materialize_tree(
     tree = layout.tree(manifest_hex)
     if tree.is_dir():
         return tree
-    layout.tmp.mkdir(parents=True, exist_ok=True)
-    staged = layout.tmp / _fs.staging_name("tree")
-    staged.mkdir()
-    try:
-        for f in manifest.files:
-            blob = layout.blob(f.hex)
-            dest = staged.joinpath(*f.path.split("/"))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                _link_or_copy(blob, dest)
-                continue
-            except FileNotFoundError as exc:
-                missing = exc
-            if sources is not None and f.hex in sources:
-                _fs.link_new(sources[f.hex], blob)
-                _link_or_copy(sources[f.hex], dest)
-            elif restore_blob(layout, f.hex):  # a concurrent gc had it in its trash
-                _link_or_copy(blob, dest)
-            else:
-                raise IntegrityError(
-                    f"{manifest.name}:{manifest.version}: blob of {f.path!r} is missing from the store "
-                    f"(expected {f.digest}, {f.size} bytes)"
-                ) from missing
+    _fs.make_dir(layout.tmp, parents=True, exist_ok=True)
+    with _fs.staging_path(layout.tmp, "tree") as staged:
+        _fs.make_dir(staged)
+        _fill_tree(layout, manifest, staged, sources)
         _fs.rename_dir_new(staged, tree)
-    finally:
-        _fs.remove_path(staged)
     return tree
+
+
+def _fill_tree(layout: Layout, manifest: Manifest, staged: Path, sources: Mapping[str, Path] | None) -> None:
+    """Link (or copy) every file of ``manifest`` into the staging directory ``staged``."""
+    for f in manifest.files:
+        blob = layout.blob(f.hex)
+        dest = staged.joinpath(*f.path.split("/"))
+        _fs.make_dir(dest.parent, parents=True, exist_ok=True)
+        try:
+            _link_or_copy(blob, dest)
+            continue
+        except FileNotFoundError as exc:
+            missing = exc
+        if sources is not None and f.hex in sources:
+            _fs.link_new(sources[f.hex], blob)
+            _link_or_copy(sources[f.hex], dest)
+        elif restore_blob(layout, f.hex):  # a concurrent gc had it in its trash
+            _link_or_copy(blob, dest)
+        else:
+            raise IntegrityError(
+                f"{manifest.name}:{manifest.version}: blob of {f.path!r} is missing from the store "
+                f"(expected {f.digest}, {f.size} bytes)"
+            ) from missing
