@@ -65,8 +65,12 @@ def load(
     ``device``: ``"cpu"``; ``"cuda[:N]"``; ONNX Runtime's providers ``"tensorrt[:N]"`` and
     ``"openvino[:CPU|GPU|NPU]"``; OpenVINO's ``"gpu[:N]"``, ``"npu"``, ``"auto"``. Nothing falls
     back silently: a device that cannot be used raises :class:`EngineUnavailableError`.
-    ``imgsz``: inference size for dynamic-shape models (default: the model's metadata, else 640;
-    rounded up to the stride). Fixed-shape models always use their own input size.
+    ``imgsz``: inference size for dynamic-shape models, an int or ``(height, width)`` of ints
+    (default: the model's metadata, else 640; rounded up to the stride; at most
+    ``modelserve.ops.MAX_IMGSZ`` = 8192 per side). Fixed-shape models always use their own input size.
+    The model's first output must be a detector's for its class names (``[batch, 4 + classes,
+    boxes]``, or end-to-end ``[batch, N, 6]`` rows), else :class:`ModelLoadError` says what was
+    expected and what the model has.
     ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
     with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
     ``channels``: channel order of numpy inputs, ``"bgr"`` (OpenCV) or ``"rgb"``.
