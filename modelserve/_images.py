@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from . import _files
 from ._errors import InvalidInputError
 
 __all__ = ["Image", "load_image", "is_single_image"]
@@ -62,30 +62,20 @@ def _decode_pil(img: Any, what: str) -> Image:
     return Image(np.ascontiguousarray(pixels), bgr=False)
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+def _not_an_image_file(message: str) -> InvalidInputError:
+    return InvalidInputError(f"expected an image file: {message}")
 
 
 def _open_file(path: str) -> IO[bytes]:
-    """Open ``path`` for reading if it is a regular file. It is opened without blocking and
-    checked with ``fstat``, so a FIFO (which would block until a writer comes) or a device is
-    refused, never read, even if swapped in after any earlier check."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    """Open ``path`` for reading if it is a regular file, without blocking
+    (``modelserve._files``): a FIFO, device, socket or directory is refused, never read."""
     try:
-        fd = os.open(path, flags)
+        fd = _files.open_regular(path, refuse=_not_an_image_file)
     except FileNotFoundError as exc:
         raise InvalidInputError(f"image file not found: {path}") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInputError(f"expected an image file, got a directory: {path}") from exc
     except OSError as exc:
         raise InvalidInputError(f"cannot open image file {path!r}: {exc}") from exc
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((word for test, word in _KINDS if test(mode)), "not a regular file")
-            raise InvalidInputError(f"expected an image file, got {kind}: {path}")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

@@ -10,6 +10,7 @@ from ._batcher import Batching
 from ._engine import Engine
 from ._engines_registry import open_engine
 from ._errors import InvalidInputError, ModelLoadError
+from ._files import file_kind
 from ._metadata import parse_metadata
 from ._predictor import PredictOptions, Predictor
 from ._registry import Registry, is_registry_ref, resolve_for_load
@@ -27,9 +28,7 @@ def _check_model_path(path: str) -> None:
     except OSError as exc:
         raise ModelLoadError(f"cannot read model file {path}: {exc}") from exc
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
-            "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
-        raise ModelLoadError(f"model path {path} is {kind}, not a model file")
+        raise ModelLoadError(f"model path {path} is a {file_kind(mode)}, not a model file")
 
 
 def load(

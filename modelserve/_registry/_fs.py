@@ -35,7 +35,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO, Callable, Iterator
 
+from .. import _files
 from .._errors import RegistryError
+from .._files import file_kind
+from .._files import kind_at as _kind_at
 from . import _faults
 
 __all__ = [
@@ -69,8 +72,6 @@ __all__ = [
 CHUNK = 1 << 20
 _os_write: Callable[[int, bytes | memoryview], int] = os.write
 _os_mkdir: Callable[..., None] = os.mkdir
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _HOST = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in socket.gethostname())[:40] or "host"
 _FSYNC = sys.platform != "win32"
 
@@ -84,44 +85,14 @@ class FileKindError(RegistryError, OSError):
     """
 
 
-def _kind_at(path: Path) -> str | None:
-    """What is at ``path`` (following symlinks) if it is not a regular file; None otherwise."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None
-    return None if stat.S_ISREG(mode) else file_kind(mode)
-
-
 def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
-    """Open the regular file ``path`` and return a file descriptor in blocking mode.
-
-    The file is opened with ``O_NONBLOCK`` and checked with ``fstat``, so whatever is at
-    ``path`` at that moment (also something swapped in after an earlier check) is used only if
-    it is a regular file: a FIFO (which would block ``open`` until a writer comes), a device,
-    a socket or a directory raises :class:`FileKindError` naming ``path`` and what it is.
-    ``flags`` are ``os.open`` flags (``O_WRONLY | O_APPEND | O_CREAT``, ...). Other errors
-    (missing file, no permission) propagate as ``OSError``.
+    """Open the regular file ``path`` and return a file descriptor in blocking mode
+    (``modelserve._files.open_regular``): a FIFO (which would block ``open`` until a writer
+    comes), a device, a socket or a directory raises :class:`FileKindError` naming ``path`` and
+    what it is. ``flags`` are ``os.open`` flags (``O_WRONLY | O_APPEND | O_CREAT``, ...). Other
+    errors (missing file, no permission) propagate as ``OSError``.
     """
-    try:
-        fd = os.open(path, flags | _NONBLOCK | _OPEN_FLAGS, mode)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:  # ENXIO (a FIFO without a reader, a socket), EISDIR, ...
-        kind = _kind_at(path)
-        if kind is not None:
-            raise FileKindError(f"{path} must be a regular file, got a {kind}") from exc
-        raise
-    try:
-        st_mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(st_mode):
-            raise FileKindError(f"{path} must be a regular file, got a {file_kind(st_mode)}")
-        if _NONBLOCK:
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _files.open_regular(path, flags, mode, refuse=FileKindError)
 
 
 def open_read(path: Path) -> BinaryIO:
@@ -272,16 +243,6 @@ def stream_hashing(src: IO[bytes], dest: Path, *, limit: int | None = None, faul
     return h.hexdigest(), size
 
 
-def file_kind(mode: int) -> str:
-    """A word for what ``mode`` (``st_mode``) is: "regular file", "directory", "FIFO", ..."""
-    for test, word in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink"),
-                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return word
-    return "special file"
-
-
 def copy_hashing(src: Path, dest: Path, *, fault: str | None = None) -> tuple[str, int]:
     """Copy the regular file ``src`` to the new file ``dest``; return ``(sha256 hex, size)``.
 
@@ -313,7 +274,7 @@ def fsync_dir(path: Path) -> None:
     if not _FSYNC:
         return
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NONBLOCK | _OPEN_FLAGS)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _files.NONBLOCK | _files.OPEN_FLAGS)
     except OSError:
         return
     try:
