@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from ._engine import Engine, TensorSpec
 from ._errors import InvalidInputError, ModelLoadError
-from .ops import MAX_IMGSZ
+from .ops import MAX_IMGSZ, _is_int, _pair
 
 __all__ = ["ModelInfo", "parse_metadata", "describe_model"]
 
@@ -51,25 +51,17 @@ def _parse_names(value: Any, source: str) -> dict[int, str]:
     return {int(k): str(v) for k, v in value.items()}
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _parse_imgsz(value: Any, source: str) -> tuple[int, int]:
+    """``ops._pair``'s rules (an int or 1-2 ints, each in 1..MAX_IMGSZ); from metadata a refusal
+    is the model's fault (:class:`ModelLoadError`)."""
     if isinstance(value, str) and source == "metadata":
         value = _literal("imgsz", value)
-    if _is_int(value):
-        value = (value, value)
-    ok = isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(_is_int(v) and v > 0 for v in value)
-    if not ok:
-        raise (ModelLoadError if source == "metadata" else InvalidInputError)(
-            f"imgsz from {source} must be a positive int or (height, width) of ints, got {value!r}"
-        )
-    if max(value) > MAX_IMGSZ:
-        raise (ModelLoadError if source == "metadata" else InvalidInputError)(
-            f"imgsz from {source} must be at most {MAX_IMGSZ} (modelserve.ops.MAX_IMGSZ) on each side, got {value!r}"
-        )
-    return (int(value[0]), int(value[-1]))
+    try:
+        return _pair(value, f"imgsz from {source}")
+    except InvalidInputError as exc:
+        if source != "metadata":
+            raise
+        raise ModelLoadError(str(exc)) from None
 
 
 def _parse_int(key: str, value: str) -> int:

@@ -12,8 +12,6 @@ import asyncio
 import dataclasses
 import functools
 import math
-import numbers
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -50,12 +48,15 @@ class PredictOptions:
     def __post_init__(self) -> None:
         for key in ("conf", "iou"):
             value = getattr(self, key)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not _in_unit(value):
+            try:
+                unit = ops._check_unit(value, key)  # a real number (numpy scalars too), finite
+            except InvalidInputError:
+                unit = math.nan
+            if not 0.0 <= unit <= 1.0:
                 raise InvalidInputError(f"{key} must be a number in [0, 1], got {value!r}")
-            object.__setattr__(self, key, float(value))
-        if isinstance(self.max_det, bool) or not isinstance(self.max_det, numbers.Integral) or self.max_det < 0:
-            raise InvalidInputError(f"max_det must be an int >= 0, got {self.max_det!r}")
-        object.__setattr__(self, "max_det", min(int(self.max_det), sys.maxsize))  # beyond: no limit anyway
+            object.__setattr__(self, key, unit)
+        # an int >= 0 (numpy ints too); beyond sys.maxsize means no limit and is clamped
+        object.__setattr__(self, "max_det", ops._check_count(self.max_det, "max_det"))
         if self.classes is not None:
             classes = (self.classes,) if isinstance(self.classes, (int, np.integer)) else self.classes
             try:
@@ -81,13 +82,6 @@ class PredictOptions:
         base = {k: getattr(self, k) for k in ("conf", "iou", "max_det", "classes", "agnostic")}
         base.update(values)
         return PredictOptions(**base)
-
-
-def _in_unit(value: numbers.Real) -> bool:
-    try:
-        return 0.0 <= float(value) <= 1.0  # NaN fails both comparisons
-    except OverflowError:  # an int beyond float's range
-        return False
 
 
 def _with_speed(results: list[Detections], t0: float, t1: float, t2: float, t3: float) -> list[Detections]:
