@@ -241,6 +241,12 @@ class _Request:
         self.deadline = None if timeout_ms is None else enqueued + timeout_ms / 1000.0
         self.state = _NEW
 
+    def release(self) -> Future:
+        """The future, to be resolved by the caller; the request keeps neither it nor the item."""
+        future = cast(Future, self.future)
+        self.item = self.future = None
+        return future
+
 
 class _RequestFuture(Future):
     """A Future whose successful ``cancel()`` also frees the request's queue slot at once."""
@@ -732,9 +738,7 @@ class MicroBatcher(Generic[T, R]):
             self._unqueue_dead_locked(req)
         # What an executor does when it dequeues a cancelled future: without it,
         # concurrent.futures.wait() and as_completed() would never see this one as done.
-        future = cast(Future, req.future)
-        req.item = req.future = None
-        future.set_running_or_notify_cancel()
+        req.release().set_running_or_notify_cancel()
 
     def _unqueue_dead_locked(self, req: _Request) -> None:
         group = cast(_Group, req.group)  # a _QUEUED request always has its group
@@ -798,13 +802,10 @@ class MicroBatcher(Generic[T, R]):
         the meantime are moved from ``counter`` to the cancelled count."""
         late = 0
         for r in reqs:
-            future = cast(Future, r.future)
+            future = r.release()
             if future.set_running_or_notify_cancel():
-                error = make_error(r)
-                r.item = r.future = None
-                future.set_exception(error)
+                future.set_exception(make_error(r))
             else:
-                r.item = r.future = None
                 late += 1
         if late:
             with self._lock:
@@ -918,7 +919,7 @@ class MicroBatcher(Generic[T, R]):
             if cast(Future, r.future).set_running_or_notify_cancel():
                 run.append(r)
             else:  # cancelled after it was taken: never run
-                r.item = r.future = None
+                r.release()
         late_cancelled = len(batch) - len(run)
         outcomes: list[tuple[_Request, BaseException | None, Any]] = []
         calls = 0
@@ -940,8 +941,7 @@ class MicroBatcher(Generic[T, R]):
                 self._wait_samples.extend(t0 - r.enqueued for r in run)
                 self._exec_samples.append(t1 - t0)
         for r, exc, value in outcomes:
-            future = cast(Future, r.future)
-            r.item = r.future = None  # the deadline heap may hold r for long: keep neither
+            future = r.release()  # the deadline heap may hold r for long
             if exc is None:
                 future.set_result(value)
             else:
