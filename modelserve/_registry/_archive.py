@@ -45,7 +45,7 @@ from ._types import ModelVersion
 __all__ = ["export_version", "import_version", "DEFAULT_MAX_BYTES"]
 
 _MANIFEST = "manifest.json"
-_MAX_MANIFEST = 16 << 20
+_MAX_MANIFEST = _store.MAX_MANIFEST
 _MAX_HEADER = 64 << 10  # one PAX / GNU long-name header
 _MAX_HEADERS_TOTAL = 1 << 20  # all of them together
 _MAX_READ = _MAX_MANIFEST + (1 << 20)  # the largest single read tarfile or we make
@@ -320,9 +320,7 @@ def import_version(reg: Any, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) 
         raise RegistryError(f"archive {path} is corrupt: {exc}") from exc
     except OSError as exc:
         reg._discard(created)
-        from ._registry import _os_error
-
-        raise _os_error(f"importing {path}", exc) from exc
+        raise _fs.os_error(f"importing {path}", exc) from exc
     except BaseException:
         reg._discard(created)
         raise

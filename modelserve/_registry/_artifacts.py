@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .._errors import InvalidInputError, ModelNotFoundError, ModelserveError, RegistryError
+from .._errors import InvalidInputError, ModelNotFoundError, ModelserveError
 from . import _fs, _store
 from ._manifest import canonical_bytes, loads
 from ._names import validate_digest, validate_relpath
@@ -63,12 +63,6 @@ def find_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Path 
     return d
 
 
-def _os_error(action: str, exc: OSError) -> RegistryError:
-    from ._registry import _os_error as wrap
-
-    return wrap(action, exc)
-
-
 @contextmanager
 def stage_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Iterator[Path]:
     """See :meth:`Registry.stage_artifact`. ``OSError`` s of the registry's own steps (staging,
@@ -83,12 +77,12 @@ def stage_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Iter
             _fs.make_dir(reg._layout.tmp, parents=True, exist_ok=True)
             _fs.make_dir(staged)
         except OSError as exc:
-            raise _os_error(f"staging an artifact for {digest}", exc) from exc
+            raise _fs.os_error(f"staging an artifact for {digest}", exc) from exc
         yield staged
         try:
             _publish_staged(staged, final, key, digest)
         except OSError as exc:
-            raise _os_error(f"publishing the artifact {final}", exc) from exc
+            raise _fs.os_error(f"publishing the artifact {final}", exc) from exc
 
 
 def _publish_staged(staged: Path, final: Path, key: Mapping[str, str], digest: str) -> None:
@@ -124,7 +118,7 @@ def publish_artifact(
                 else:  # a regular file only: a FIFO or device is refused, never read
                     _fs.copy_hashing(Path(content), dest)
             except OSError as exc:
-                raise _os_error(f"publishing the artifact file {rel!r}", exc) from exc
+                raise _fs.os_error(f"publishing the artifact file {rel!r}", exc) from exc
     found = find_artifact(reg, source_digest, key)
     if found is None:
         raise ModelNotFoundError(f"artifact for {source_digest} {dict(key)} vanished right after publishing")

@@ -67,6 +67,7 @@ __all__ = [
     "staging_name",
     "staging_owner_alive",
     "is_enospc",
+    "os_error",
 ]
 
 CHUNK = 1 << 20
@@ -162,6 +163,13 @@ def refuse_special(dest: Path, what: str) -> None:
         raise FileKindError(
             f"{what} {dest} is a {kind}, not a regular file; it was left untouched (write to a file path instead)"
         )
+
+
+def os_error(action: str, exc: OSError) -> RegistryError:
+    """The :class:`RegistryError` for an ``OSError`` that stopped ``action`` (a full disk named as such)."""
+    if is_enospc(exc):
+        return RegistryError(f"{action} failed: no space left on device ({exc}); the registry is unchanged")
+    return RegistryError(f"{action} failed: {exc}")
 
 
 def is_enospc(exc: BaseException) -> bool:

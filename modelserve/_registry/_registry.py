@@ -64,10 +64,7 @@ _MAX_METADATA_VALUES = 2_000_000
 _MAX_METADATA_BYTES = 8 << 20  # leaves room in the manifest (read back with a 16 MiB limit)
 
 
-def _os_error(action: str, exc: OSError) -> RegistryError:
-    if _fs.is_enospc(exc):
-        return RegistryError(f"{action} failed: no space left on device ({exc}); the registry is unchanged")
-    return RegistryError(f"{action} failed: {exc}")
+_os_error = _fs.os_error
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
