@@ -13,8 +13,8 @@ everything, and also reports files in a version's tree that its manifest does no
 A concurrent ``gc`` may move a live version's tree into its trash and put it back an instant
 later (see ``_gc``). A file found missing while a gc is running (a ``tmp/gc-*`` trash exists),
 or of a version published moments ago (its registrar may be restoring what gc took), is
-therefore waited for, as ``Registry._version`` does for resolve; if it is still missing after
-``_TRANSIENT_WAIT_S`` while a gc runs, the :class:`IntegrityError` says so and to retry.
+therefore waited for, as for resolve (``_store.retry_while_gc``); if it is still missing after
+``_store.TRANSIENT_WAIT_S`` while a gc runs, the :class:`IntegrityError` says so and to retry.
 """
 
 from __future__ import annotations
@@ -62,27 +62,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 def check_version(reg: Any, mv: ModelVersion, *, full: bool = False) -> None:
     """See :meth:`Registry.check`. Files missing because a concurrent gc has them in flight are
     waited for (see the module docstring)."""
-    from ._registry import _TRANSIENT_WAIT_S, _YOUNG_NS
-
-    deadline = time.monotonic() + _TRANSIENT_WAIT_S
-    saw_gc = False
-    while True:
-        try:
-            return _check_once(reg, mv, full=full)
-        except IntegrityError as exc:
-            if not isinstance(exc.__cause__, FileNotFoundError):
-                raise
-            gc_running = reg._gc_in_progress()
-            saw_gc = saw_gc or gc_running
-            young = time.time_ns() - mv.created_ns < _YOUNG_NS
-            if time.monotonic() > deadline or not (gc_running or young):
-                if saw_gc:
-                    raise IntegrityError(
-                        f"{exc}; a garbage collection was running at the time and may have had the file "
-                        f"in flight: retry"
-                    ) from exc.__cause__
-                raise
-            time.sleep(0.01)
+    _store.retry_while_gc(reg._layout, lambda: _check_once(reg, mv, full=full), created_ns=mv.created_ns)
 
 
 def _check_once(reg: Any, mv: ModelVersion, *, full: bool) -> None:

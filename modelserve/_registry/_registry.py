@@ -56,8 +56,6 @@ from ._types import AliasMove, GcPlan, ModelVersion, VerifyReport
 __all__ = ["Registry"]
 
 _FORMAT = 1
-_TRANSIENT_WAIT_S = 5.0  # how long a reader waits for files a concurrent gc has in flight
-_YOUNG_NS = 10 * 10**9  # a version this young may still be being restored by its registrar
 _PRIMARY_SUFFIXES = (".onnx", ".xml", ".engine", ".plan")
 _MAX_METADATA_DEPTH = 64  # levels of dicts/lists in register(metadata=...)
 _MAX_METADATA_VALUES = 2_000_000
@@ -252,27 +250,12 @@ class Registry:
         data = _store.read_manifest_blob(self._layout, manifest_hex, where=where, restore=not self.read_only)
         return parse_manifest(data, where=where)
 
-    def _gc_in_progress(self) -> bool:
-        try:
-            return any(e.startswith("gc-") for e in os.listdir(self._layout.tmp))
-        except OSError:
-            return False
-
     def _version(self, name: str, label: str, ptr: Mapping[str, Any]) -> ModelVersion:
         """The version a pointer names. A file missing because a concurrent gc has it in flight
         (a gc's trash exists, or the version was published moments ago and its registrar is
         restoring what gc took) is waited for briefly; otherwise it is an :class:`IntegrityError`."""
-        deadline = time.monotonic() + _TRANSIENT_WAIT_S
-        while True:
-            try:
-                return self._version_once(name, label, ptr)
-            except IntegrityError as exc:
-                if not isinstance(exc.__cause__, FileNotFoundError) or time.monotonic() > deadline:
-                    raise
-                young = time.time_ns() - int(ptr["created_ns"]) < _YOUNG_NS
-                if not (young or self._gc_in_progress()):
-                    raise
-                time.sleep(0.01)
+        return _store.retry_while_gc(self._layout, lambda: self._version_once(name, label, ptr),
+                                     created_ns=int(ptr["created_ns"]))
 
     def _version_once(self, name: str, label: str, ptr: Mapping[str, Any]) -> ModelVersion:
         where = f"{name}:{label}"

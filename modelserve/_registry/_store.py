@@ -14,15 +14,17 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 from .._errors import IntegrityError
 from . import _fs
 from ._layout import Layout
 from ._manifest import Manifest
 
-__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of", "trash_copy", "restore_blob", "MAX_MANIFEST"]
+__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of", "trash_copy", "restore_blob", "MAX_MANIFEST",
+           "TRANSIENT_WAIT_S", "YOUNG_NS", "gc_in_progress", "retry_while_gc"]
 
 #: The largest manifest the registry writes or reads (register refuses bigger ones up front).
 MAX_MANIFEST = 16 << 20
@@ -112,6 +114,50 @@ def restore_blob(layout: Layout, hexdigest: str) -> bool:
         except OSError:
             pass  # gc deleted its copy meanwhile, or we may not write here
     return target.is_file()
+
+
+#: How long a reader waits for files a concurrent gc has in flight.
+TRANSIENT_WAIT_S = 5.0
+#: A version this young may still be being restored by its registrar.
+YOUNG_NS = 10 * 10**9
+
+T = TypeVar("T")
+
+
+def gc_in_progress(layout: Layout) -> bool:
+    """True while some gc's trash directory exists under ``tmp/``."""
+    try:
+        return any(e.startswith("gc-") for e in os.listdir(layout.tmp))
+    except OSError:
+        return False
+
+
+def retry_while_gc(layout: Layout, attempt: Callable[[], T], *, created_ns: int) -> T:
+    """``attempt()``, retried while a file it needs is missing because a concurrent gc has it in
+    flight: an :class:`IntegrityError` caused by ``FileNotFoundError`` is retried for up to
+    :data:`TRANSIENT_WAIT_S` while a gc's trash exists or the version (published at
+    ``created_ns``) is young enough that its registrar may be restoring what gc took. Any other
+    error, or the same one after that, is raised; if a gc was seen running, its message says so
+    and to retry."""
+    deadline = time.monotonic() + TRANSIENT_WAIT_S
+    saw_gc = False
+    while True:
+        try:
+            return attempt()
+        except IntegrityError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):
+                raise
+            gc_running = gc_in_progress(layout)
+            saw_gc = saw_gc or gc_running
+            young = time.time_ns() - created_ns < YOUNG_NS
+            if time.monotonic() > deadline or not (gc_running or young):
+                if saw_gc:
+                    raise IntegrityError(
+                        f"{exc}; a garbage collection was running at the time and may have had the file "
+                        f"in flight: retry"
+                    ) from exc.__cause__
+                raise
+            time.sleep(0.01)
 
 
 def read_manifest_blob(layout: Layout, manifest_hex: str, *, where: str, restore: bool = True) -> bytes:
