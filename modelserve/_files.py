@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable
+from typing import BinaryIO, Callable
 
-__all__ = ["NONBLOCK", "OPEN_FLAGS", "file_kind", "kind_at", "open_regular"]
+__all__ = ["NONBLOCK", "OPEN_FLAGS", "file_kind", "kind_at", "open_regular", "open_read"]
 
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 #: Flags every open adds: binary on Windows, not inherited by child processes.
@@ -73,3 +73,13 @@ def open_regular(
         os.close(fd)
         raise
     return fd
+
+
+def open_read(path: str | os.PathLike[str], *, refuse: Callable[[str], BaseException]) -> BinaryIO:
+    """``open(path, "rb")`` for regular files only (see :func:`open_regular`)."""
+    fd = open_regular(path, refuse=refuse)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

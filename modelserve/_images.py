@@ -70,16 +70,11 @@ def _open_file(path: str) -> IO[bytes]:
     """Open ``path`` for reading if it is a regular file, without blocking
     (``modelserve._files``): a FIFO, device, socket or directory is refused, never read."""
     try:
-        fd = _files.open_regular(path, refuse=_not_an_image_file)
+        return _files.open_read(path, refuse=_not_an_image_file)
     except FileNotFoundError as exc:
         raise InvalidInputError(f"image file not found: {path}") from exc
     except OSError as exc:
         raise InvalidInputError(f"cannot open image file {path!r}: {exc}") from exc
-    try:
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _open(source: Any, what: str) -> Image:

@@ -98,12 +98,7 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int
 
 def open_read(path: Path) -> BinaryIO:
     """``open(path, "rb")`` for regular files only (see :func:`open_regular`)."""
-    fd = open_regular(path)
-    try:
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return _files.open_read(path, refuse=FileKindError)
 
 
 def _mkdir_one(path: Path, exist_ok: bool) -> None:
