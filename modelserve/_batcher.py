@@ -485,12 +485,19 @@ class MicroBatcher(Generic[T, R]):
         ``on_full="block"`` (or ``block=True``, as for :meth:`submit`) a full queue is waited on
         asynchronously.
         """
-        loop = asyncio.get_running_loop()
+        future = await self.asubmit(item, timeout_ms=timeout_ms, block=block)
+        return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+
+    async def asubmit(self, item: T, *, timeout_ms: float | None = None, block: bool | None = None) -> Future[R]:
+        """Asyncio version of :meth:`submit`: returns the request's future once it is queued.
+
+        Waiting for room (``on_full="block"`` or ``block=True``) never blocks the event loop; the
+        arguments and errors are :meth:`submit`'s. Awaiting the returned future (e.g. with
+        :func:`asyncio.wrap_future`) gives the result; :meth:`acall` does both steps.
+        """
         if self._block if block is None else block:
-            future = await self._asubmit_blocking(item, timeout_ms, loop)
-        else:
-            future = self.submit(item, timeout_ms=timeout_ms, block=False)
-        return await asyncio.wrap_future(future, loop=loop)
+            return await self._asubmit_blocking(item, timeout_ms, asyncio.get_running_loop())
+        return self.submit(item, timeout_ms=timeout_ms, block=False)
 
     def stats(self) -> BatcherStats:
         """A consistent snapshot of the counters (see :class:`BatcherStats`)."""

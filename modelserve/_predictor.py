@@ -438,15 +438,33 @@ class Predictor:
         opts = self.options.merged(**kwargs)
         single = is_single_image(images)
         sources = [images] if single else list(images)
-        results = await asyncio.gather(*(self._apredict_one(batcher, s, opts, n > 0) for n, s in enumerate(sources)))
+        # The first image is admitted (or refused) by the batcher's on_full policy; the others wait
+        # for it to be queued and then for room, as in predict(), whatever order they finish
+        # preparing in. If any image fails, the call fails and its other images are cancelled.
+        admitted: asyncio.Future[None] = loop.create_future()
+        tasks = [asyncio.ensure_future(self._apredict_one(batcher, s, opts, admitted, n == 0))
+                 for n, s in enumerate(sources)]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
         return results[0] if single else list(results)
 
-    async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions, wait: bool) -> Detections:
+    async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions,
+                            admitted: "asyncio.Future[None]", first: bool) -> Detections:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         img, geometry, tensor = await loop.run_in_executor(None, self._prepare, source)
         t1 = time.perf_counter()
-        raw = await batcher.acall(tensor, block=True if wait else None)
+        if first:
+            future = await batcher.asubmit(tensor)
+            admitted.set_result(None)
+        else:
+            await asyncio.shield(admitted)
+            future = await batcher.asubmit(tensor, block=True)
+        raw = await asyncio.wrap_future(future, loop=loop)
         t2 = time.perf_counter()
         result = self._finish(img, geometry, raw, opts)
         return _with_speed([result], t0, t1, t2, time.perf_counter())[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -83,6 +84,49 @@ def test_a_list_longer_than_the_queue_is_admitted_whole(predictor, images):
     for a, b in zip(p.predict(many), expected):
         same(a, b)
     for a, b in zip(asyncio.run(p.apredict(many)), expected):
+        same(a, b)
+    p.close()
+
+
+class _Slow(_Recording):
+    """A real engine that takes 100 ms a run, so that queued requests stay queued a while."""
+
+    def run(self, feeds):
+        time.sleep(0.1)
+        return super().run(feeds)
+
+
+def test_apredict_admits_its_first_image_first_whatever_order_they_are_prepared_in(predictor, images):
+    """The first image is the call's admission; the others must not fill the queue before it is
+    queued, even when they finish preparing first (CI once saw QueueFullError from this race)."""
+    p = ms.load(_Slow(predictor.engine), batching=ms.Batching(max_batch_size=2, max_queue_size=3))
+    prepare, first = p._prepare, images[0]
+    later = [images[1 + k % (len(images) - 1)] for k in range(10)]
+
+    def slow_first(source):
+        if source is first:  # prepared last: give the others every chance to fill the queue first
+            deadline = time.monotonic() + 1.0
+            while p.batcher.stats().queue_depth < 3 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return prepare(source)
+
+    p._prepare = slow_first
+    expected = predictor.predict([first, *later])
+    for a, b in zip(asyncio.run(p.apredict([first, *later])), expected):
+        same(a, b)
+    assert p.batcher.stats().rejected == 0
+    p.close()
+
+
+def test_apredict_fails_whole_and_leaves_nothing_queued_when_an_image_is_bad(predictor, images):
+    p = ms.load(_Recording(predictor.engine, poison=False),
+                batching=ms.Batching(max_batch_size=2, max_queue_size=3))
+    for bad_at in (0, 5):
+        sources = [images[k % len(images)] for k in range(8)]
+        sources[bad_at] = b"not an image"
+        with pytest.raises(ms.InvalidInputError):
+            asyncio.run(p.apredict(sources))
+    for a, b in zip(p.predict(images), predictor.predict(images)):  # still serves
         same(a, b)
     p.close()
 
