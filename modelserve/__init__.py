@@ -31,6 +31,7 @@ from ._load import load
 from ._predictor import PredictOptions, Predictor
 from ._registry import ModelVersion, Registry
 from ._version import __version__
+from .tasks import Classification
 
 __all__ = [
     "load",
@@ -41,6 +42,7 @@ __all__ = [
     "PredictOptions",
     "Detections",
     "Detection",
+    "Classification",
     "Engine",
     "Registry",
     "ModelVersion",

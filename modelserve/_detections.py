@@ -25,6 +25,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def xywhr_corners(xywhr: np.ndarray) -> np.ndarray:
+    """Ultralytics' ``xywhr2xyxyxyxy`` in float32: centre +- half-size vectors rotated by the angle."""
+    x = np.asarray(xywhr, dtype=np.float32)
+    ctr = x[..., :2]
+    w, h, a = x[..., 2:3], x[..., 3:4], x[..., 4:5]
+    cos, sin = np.cos(a), np.sin(a)
+    vec1 = np.concatenate([w / 2 * cos, w / 2 * sin], -1)
+    vec2 = np.concatenate([-h / 2 * sin, h / 2 * cos], -1)
+    return np.stack([ctr + vec1 + vec2, ctr + vec1 - vec2, ctr - vec1 - vec2, ctr - vec1 + vec2], -2)
+
+
 class Detection(NamedTuple):
     """One detection, as yielded by iterating over :class:`Detections`."""
 
@@ -43,6 +54,13 @@ class Detections:
     * ``class_id``: ``(n,)`` int64
     * ``names``: the model's class names, ``{class id: name}``
     * ``orig_shape``: the image's ``(height, width)``
+    * ``keypoints``: pose models: ``(n, K, 3)`` float32 ``x, y, confidence`` (``(n, K, 2)`` for 2-D
+      keypoint models) in original-image pixels, else None
+    * ``xywhr``: oriented-box models: ``(n, 5)`` float32 centre, size and angle in radians (as
+      Ultralytics regularises it), else None; ``corners`` gives the 4 corner points and ``xyxy``
+      holds their axis-aligned bounds
+    * ``masks``: segmentation models: ``(n, H, W)`` bool masks in original-image pixels (built on
+      first access from per-box crops: ``n * H * W`` bytes; use ``mask_crop(i)`` to stay small), else None
     * ``speed``: milliseconds spent per stage for this image (``preprocess``, ``inference``,
       ``postprocess``), batch stages divided evenly among its images, as Ultralytics reports them;
       ``preprocess`` includes decoding when the image was passed as a path or bytes (a JPEG of
@@ -58,6 +76,9 @@ class Detections:
     names: Mapping[int, str] = field(default_factory=dict)
     orig_shape: tuple[int, int] = (0, 0)
     speed: Mapping[str, float] = field(default_factory=dict)
+    keypoints: np.ndarray | None = None
+    xywhr: np.ndarray | None = None
+    mask_crops: Any = None
 
     def __post_init__(self) -> None:
         try:
@@ -74,15 +95,29 @@ class Detections:
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "class_id", cls)
+        for key, arr in (("keypoints", self.keypoints), ("xywhr", self.xywhr)):
+            if arr is not None:
+                arr = np.asarray(arr, dtype=np.float32)
+                if len(arr) != len(cls):
+                    raise InvalidInputError(f"{key} must have one row per detection ({len(cls)}), got {len(arr)}")
+                object.__setattr__(self, key, arr)
+        if self.xywhr is not None and self.xywhr.shape[1:] != (5,):
+            raise InvalidInputError(f"xywhr must be shaped (n, 5), got {self.xywhr.shape}")
+        if self.keypoints is not None and (self.keypoints.ndim != 3 or self.keypoints.shape[2] not in (2, 3)):
+            raise InvalidInputError(f"keypoints must be shaped (n, K, 2 or 3), got {self.keypoints.shape}")
+        if self.mask_crops is not None and len(self.mask_crops) != len(cls):
+            raise InvalidInputError(f"mask_crops must have one mask per detection ({len(cls)})")
 
     @classmethod
     def _trusted(cls, xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray,
-                 names: Mapping[int, str], orig_shape: tuple[int, int]) -> "Detections":
+                 names: Mapping[int, str], orig_shape: tuple[int, int], *, keypoints: np.ndarray | None = None,
+                 xywhr: np.ndarray | None = None, mask_crops: Any = None) -> "Detections":
         """From arrays that already have the right dtypes and shapes (the Predictor's hot path,
         skipping the conversions and checks of ``__init__``)."""
         obj = object.__new__(cls)
         obj.__dict__.update(xyxy=xyxy, confidence=confidence, class_id=class_id, names=names,
-                            orig_shape=orig_shape, speed={})
+                            orig_shape=orig_shape, speed={}, keypoints=keypoints, xywhr=xywhr,
+                            mask_crops=mask_crops)
         return obj
 
     @classmethod
@@ -94,6 +129,28 @@ class Detections:
     def empty(cls, names: Mapping[int, str] | None = None, orig_shape: tuple[int, int] = (0, 0)) -> "Detections":
         """No detections."""
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), names or {}, orig_shape)
+
+    @property
+    def masks(self) -> np.ndarray | None:
+        """``(n, H, W)`` bool masks in original-image pixels (segmentation models), else None."""
+        if self.mask_crops is None:
+            return None
+        full = self.__dict__.get("_masks_full")
+        if full is None:
+            full = self.mask_crops.full()
+            self.__dict__["_masks_full"] = full
+        return full
+
+    def mask_crop(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Mask ``i`` inside its box only: ``(bool crop, (x0, y0))``, its top-left corner in the image."""
+        if self.mask_crops is None:
+            raise InvalidInputError("these detections have no masks (not a segmentation model)")
+        return self.mask_crops.crop(int(i))
+
+    @property
+    def corners(self) -> np.ndarray | None:
+        """Oriented boxes' corner points ``(n, 4, 2)`` (Ultralytics' ``xyxyxyxy``), else None."""
+        return None if self.xywhr is None else xywhr_corners(self.xywhr)
 
     @property
     def class_names(self) -> list[str]:
@@ -116,7 +173,10 @@ class Detections:
             raise InvalidInputError(f"boolean mask must have shape ({len(self)},), got {idx.shape}")
         try:
             return Detections(
-                self.xyxy[idx], self.confidence[idx], self.class_id[idx], self.names, self.orig_shape, self.speed
+                self.xyxy[idx], self.confidence[idx], self.class_id[idx], self.names, self.orig_shape, self.speed,
+                None if self.keypoints is None else self.keypoints[idx],
+                None if self.xywhr is None else self.xywhr[idx],
+                None if self.mask_crops is None else self.mask_crops.select(np.arange(len(self))[idx]),
             )
         except IndexError as exc:
             raise InvalidInputError(f"bad index for {len(self)} detections: {exc}") from exc
@@ -134,8 +194,20 @@ class Detections:
                 }
                 for d in self
             ],
+            **self._task_dict(),
             "speed": {k: float(v) for k, v in self.speed.items()},
         }
+
+    def _task_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.keypoints is not None:
+            extra["keypoints"] = self.keypoints.tolist()
+        if self.xywhr is not None:
+            extra["xywhr"] = self.xywhr.tolist()
+            extra["corners"] = xywhr_corners(self.xywhr).tolist()
+        if self.mask_crops is not None:
+            extra["mask_areas"] = [int(a) for a in self.mask_crops.area()]
+        return extra
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as a strict JSON string (``kwargs`` go to :func:`json.dumps`).

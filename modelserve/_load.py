@@ -44,6 +44,7 @@ def load(
     agnostic: bool = False,
     names: Mapping[int, str] | Sequence[str] | None = None,
     channels: str = "bgr",
+    task: str | None = None,
     engine_options: Mapping[str, Any] | None = None,
     batching: Batching | bool | None = None,
     registry: Registry | None = None,
@@ -72,6 +73,10 @@ def load(
     expected and what the model has.
     ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
     with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
+    ``task``: ``"detect"``, ``"segment"``, ``"pose"``, ``"obb"``, ``"classify"`` or ``"rtdetr"``
+    (RT-DETR's detection layout); default: the model's metadata. The outputs must have that
+    task's layout (see :mod:`modelserve.tasks`), else :class:`ModelLoadError` says what was
+    expected and found.
     ``channels``: channel order of numpy inputs, ``"bgr"`` (OpenCV) or ``"rgb"``.
     ``engine_options``: passed to the engine (e.g. ``{"intra_op_threads": 2}`` for ONNX Runtime,
     ``{"performance_hint": "throughput"}`` for OpenVINO, ``{"fp16": True}`` for TensorRT). Models
@@ -117,10 +122,15 @@ def load(
     try:
         out_spec = eng.outputs[0] if eng.outputs else None
         nc = None
-        if out_spec is not None and len(out_spec.shape) == 3 and out_spec.shape[1] is not None:
-            nc = out_spec.shape[1] - 4
+        said = task or eng.metadata.get("task", "detect")
+        width = out_spec.shape[1] if out_spec is not None and len(out_spec.shape) >= 2 else None
+        if width is not None:
+            if said == "detect" and len(out_spec.shape) == 3:  # type: ignore[union-attr]
+                nc = width - 4  # [B, 4 + nc, anchors]; other tasks need names= without metadata
+            elif said == "classify" and len(out_spec.shape) == 2:  # type: ignore[union-attr]
+                nc = width
         info = parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
-        return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching)
+        return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task)
     except BaseException:
         if not isinstance(source, Engine):
             eng.close()

@@ -25,12 +25,11 @@ from ._engine import Engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._images import Image, is_single_image, load_image
 from ._metadata import ModelInfo
+from .tasks import head_for
 
 __all__ = ["Predictor", "PredictOptions"]
 
 _DEFAULT_IMGSZ = 640
-_PAD_VALUE = 114  # Ultralytics' letterbox grey
-_MAX_NMS = 30000  # Ultralytics' max_nms: candidates entering NMS, highest scores first
 _MAX_GEOMETRIES = 256  # image sizes whose letterbox plans a Predictor keeps
 _F32 = np.dtype(np.float32)
 
@@ -93,68 +92,25 @@ def _with_speed(results: list[Detections], t0: float, t1: float, t2: float, t3: 
     return results
 
 
-def _check_outputs(engine: Engine, info: ModelInfo) -> tuple[bool, int | None]:
-    """Refuse, at load, a model whose first output is not a detector's for its class names:
-    ``[B, 4 + nc, N]`` (Ultralytics YOLOv8/11 heads) or ``[B, N, 6]`` end-to-end rows
-    (x1, y1, x2, y2, conf, class). Returns ``(end2end, run limit)``: the run limit is 1 when the
-    input batch is dynamic but the output's batch is fixed at 1 (such a model answers for one
-    image per run), else None. Raises :class:`ModelLoadError` naming what was expected and found."""
-    if info.task != "detect":
+def _run_limit(engine: Engine, head: Any) -> int | None:
+    """1 when the input batch is dynamic but an output's batch is fixed at 1 (such a model answers
+    for one image per run), else None; :class:`ModelLoadError` when outputs cannot be matched to
+    images."""
+    in_batch = engine.inputs[0].shape[0]
+    limit = None
+    for i in head.outputs:
+        shape = engine.outputs[i].shape
+        out_batch = shape[0] if shape else None
+        if out_batch is None or out_batch == in_batch:
+            continue
+        if in_batch is None and out_batch == 1:
+            limit = 1
+            continue
         raise ModelLoadError(
-            f"this model's metadata says task {info.task!r}; modelserve serves detection models only "
-            "(task 'detect': [batch, 4+classes, boxes] or end-to-end [batch, N, 6] outputs)"
+            f"the model's output batch is fixed at {out_batch} while its input batch is "
+            f"{'dynamic' if in_batch is None else in_batch}: outputs cannot be matched to images"
         )
-    if not engine.outputs:
-        raise ModelLoadError("this model has no outputs")
-    shape = tuple(engine.outputs[0].shape)
-    nc = len(info.names)
-    if len(shape) != 3:
-        hint = " (a classifier's [batch, classes])" if len(shape) == 2 else ""
-        raise ModelLoadError(
-            f"expected a detector output shaped [batch, 4+classes, boxes] or [batch, N, 6], got {list(shape)}{hint}"
-        )
-    end2end = info.end2end or shape[2] == 6
-    if end2end and shape[2] not in (6, None):
-        raise ModelLoadError(f"expected end-to-end detector output rows [batch, N, 6] (x1, y1, x2, y2, conf, "
-                             f"class), got {list(shape)}")
-    if not end2end and shape[1] is not None and shape[1] != 4 + nc:
-        raise ModelLoadError(
-            f"expected a detector output [batch, 4+{nc}, boxes] for this model's {nc} class names, got "
-            f"{list(shape)} ({shape[1]} = 4 + {shape[1] - 4}); segmentation (4+nc+32), pose (4+nc+keypoints) "
-            "and oriented-box (4+nc+1) heads are not detectors, and names= must list every class"
-        )
-    if set(info.names) != set(range(nc)):
-        raise ModelLoadError(f"class names must be numbered 0..{nc - 1}, got ids {sorted(info.names)[:20]}")
-    in_batch, out_batch = engine.inputs[0].shape[0], shape[0]
-    if out_batch is None or out_batch == in_batch:
-        return end2end, None
-    if in_batch is None and out_batch == 1:
-        return end2end, 1
-    raise ModelLoadError(
-        f"the model's output batch is fixed at {out_batch} while its input batch is "
-        f"{'dynamic' if in_batch is None else in_batch}: outputs cannot be matched to images"
-    )
-
-
-def _checked(det: Detections, raw_class: np.ndarray | None = None) -> Detections:
-    """``det`` if its confidences are scores in [0, 1] and its class ids name classes of the
-    model; else :class:`ModelLoadError`: the model's outputs are not what it claims to be (raw
-    logits, another task's head, end-to-end rows with other columns), and a wrong answer must
-    never pass as a right one. ``raw_class``: the float class column of end-to-end rows."""
-    conf = det.confidence
-    # NMS output is sorted, highest first, and only scores > conf >= 0 get there: one look at the
-    # top suffices. End-to-end rows come in the model's order: check them all.
-    if len(conf) and not (conf[0] <= 1.0 if raw_class is None else conf.min() >= 0.0 and conf.max() <= 1.0):
-        bad = conf[~((conf >= 0.0) & (conf <= 1.0))][0]
-        raise ModelLoadError(f"the model gave a confidence of {float(bad):g}, outside [0, 1]: its outputs are not "
-                             "sigmoid class scores (raw logits, or another task's head)")
-    if raw_class is not None and len(raw_class):
-        nc = len(det.names)
-        ok = (raw_class >= 0) & (raw_class < nc) & (raw_class == np.floor(raw_class))
-        if not ok.all():
-            raise ModelLoadError(f"the model gave class id {float(raw_class[~ok][0]):g}, not one of its {nc} classes "
-                                 "(end-to-end rows must be x1, y1, x2, y2, conf, class)")
-    return det
+    return limit
 
 
 def _shape_key(tensor: np.ndarray) -> tuple[int, ...]:
@@ -180,6 +136,7 @@ class Predictor:
         options: PredictOptions | None = None,
         channels: str = "bgr",
         batching: Batching | None = None,
+        task: str | None = None,
     ) -> None:
         if channels not in ("bgr", "rgb"):
             raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
@@ -196,10 +153,9 @@ class Predictor:
             raise ModelLoadError(f"expected a float32 or float16 model input, got {spec.dtype}")
         self._input = spec
         self._otype = ops._OTYPES[spec.dtype.char]
-        self._end2end, self._run_limit = _check_outputs(engine, info)
-        # The backend (Cython kernels or the NumPy reference) is chosen once, when loading.
-        self._kernels = ops._use_kernels()
-        self._geometries: dict[tuple[int, int], ops._Geometry] = {}
+        self._head = head_for(engine, info, task)
+        self._run_limit = _run_limit(engine, self._head)
+        self._geometries: dict[tuple[int, int], Any] = {}
         self._fixed_batch = spec.shape[0]
         h, w = spec.shape[2], spec.shape[3]
         stride = info.stride
@@ -233,22 +189,22 @@ class Predictor:
         return f"<Predictor engine={self.engine.name} device={self.engine.device} imgsz={self.imgsz} ({kind}) classes={len(self.names)}>"
 
     # -- the pipeline ---------------------------------------------------------------------------
-    def _geometry(self, image: Image) -> ops._Geometry:
+    def _geometry(self, image: Image) -> Any:
         """The letterbox layout, kernel plan and box scaling of this image's size (cached)."""
         hw = image.pixels.shape[:2]
         geometry = self._geometries.get(hw)
         if geometry is None:
-            geometry = ops._geometry(hw, self.imgsz, self.dynamic, self.info.stride, self._kernels)
+            geometry = self._head.geometry(hw, self.imgsz, self.dynamic, self.info.stride)
             if len(self._geometries) >= _MAX_GEOMETRIES:
                 self._geometries.clear()  # many sizes: start over rather than grow without bound
             self._geometries[hw] = geometry
         return geometry
 
-    def _letterbox(self, image: Image, geometry: ops._Geometry, out: np.ndarray) -> None:
+    def _letterbox(self, image: Image, geometry: Any, out: np.ndarray) -> None:
         """Letterbox ``image`` into ``out`` (one ``(3, h, w)`` tensor: a batch slot, or a batch of one)."""
-        ops._fill(geometry.layout, geometry.plan, image.pixels, out, self._otype, _PAD_VALUE, image.bgr)
+        self._head.fill(image.pixels, image.bgr, geometry, out, self._otype)
 
-    def _preprocess(self, images: Sequence[Image], geometries: Sequence[ops._Geometry]
+    def _preprocess(self, images: Sequence[Image], geometries: Sequence[Any]
                     ) -> list[tuple[list[int], np.ndarray]]:
         """Group images by letterboxed shape and fill one batch tensor per group."""
         if len(images) == 1:  # the common case: one image, one (1, 3, h, w) batch
@@ -267,64 +223,40 @@ class Predictor:
             batches.append((idx, batch))
         return batches
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch: zero-padded to the engine's fixed batch size when it has one, and split
         into chunks the engine accepts (its fixed size, ``engine.max_batch_size``, e.g. the top of
         a TensorRT optimisation profile, or one image for models whose output batch is fixed at 1).
-        Every run's output must have one row per input image (else :class:`ModelLoadError`)."""
+        Returns the head's outputs; every run's outputs must have one block per input image (else
+        :class:`ModelLoadError`)."""
         fixed = self._fixed_batch
         limit = fixed or self._run_limit or getattr(self.engine, "max_batch_size", None)
         if limit is None or (len(batch) <= limit and (fixed is None or fixed == len(batch))):
             return self._run(batch)
-        outs = []
+        parts = []
         for start in range(0, len(batch), limit):
             chunk = batch[start : start + limit]
             n = len(chunk)
             if fixed is not None and n < fixed:
                 chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
-            outs.append(self._run(chunk)[:n])
-        return np.concatenate(outs)
+            parts.append([o[:n] for o in self._run(chunk)])
+        return [np.concatenate(outs) for outs in zip(*parts)]
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.engine.run({self._input.name: batch})[0])
-        if out.ndim != 3 or out.shape[0] != len(batch):
-            raise ModelLoadError(
-                f"the model answered a batch of {len(batch)} images with an output of shape {list(out.shape)}: "
-                "expected one [4+classes, boxes] or [N, 6] block per image; no result is returned rather "
-                "than results matched to the wrong images"
-            )
-        return out
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        answer = self.engine.run({self._input.name: batch})
+        head = self._head
+        try:
+            outs = [np.asarray(answer[i]) for i in head.outputs]
+        except (IndexError, KeyError, TypeError):
+            raise ModelLoadError(f"the engine answered with {len(answer)} output(s); the {head.task} head reads "
+                                 f"outputs {list(head.outputs)}") from None
+        head.check_run(outs, len(batch))
+        return outs
 
-    def _detect(self, raw: np.ndarray, opts: PredictOptions, images: Sequence[Image],
-                geometries: Sequence[ops._Geometry]) -> list[Detections]:
-        """Raw outputs of one batch -> Detections in each image's pixels."""
-        if raw.dtype is not _F32 or not raw.flags.c_contiguous:
-            raw = np.ascontiguousarray(raw, dtype=np.float32)
-        names = self.names
-        if self._end2end:
-            if raw.shape[2] != 6:
-                raise ModelLoadError(f"expected end-to-end output rows [batch, N, 6], got {list(raw.shape)}")
-            out = []
-            for r, image, geometry in zip(raw, images, geometries):
-                det = self._end2end_rows(r, opts)
-                ops._scale_with(det[:, :4], geometry.scale)
-                out.append(_checked(Detections._from_rows(det, names, image.pixels.shape[:2]), det[:, 5]))
-            return out
-        if raw.shape[1] != 4 + len(names):
-            raise ModelLoadError(f"expected a detector output [batch, 4+{len(names)}, boxes], got {list(raw.shape)}")
-        scale = geometries[0].scale[None] if len(geometries) == 1 else np.stack([g.scale for g in geometries])
-        arrays = ops._yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
-                                      _MAX_NMS, scale, self._kernels)
-        return [_checked(Detections._trusted(xyxy, conf, cls, names, image.pixels.shape[:2]))
-                for (xyxy, conf, cls), image in zip(arrays, images)]
-
-    @staticmethod
-    def _end2end_rows(pred: np.ndarray, opts: PredictOptions) -> np.ndarray:
-        """NMS-free ``[N, 6]`` outputs (x1, y1, x2, y2, conf, class): filter only, as Ultralytics does."""
-        mask = pred[:, 4] > opts.conf
-        if opts.classes is not None:
-            mask &= np.isin(pred[:, 5], np.asarray(opts.classes, dtype=np.float32))
-        return np.ascontiguousarray(pred[np.flatnonzero(mask)[: opts.max_det], :6])
+    def _detect(self, outs: Sequence[np.ndarray], opts: PredictOptions, images: Sequence[Image],
+                geometries: Sequence[Any]) -> list[Any]:
+        """Raw outputs of one batch -> the task's results in each image's pixels."""
+        return self._head.decode(outs, opts, images, geometries)
 
     def predict(
         self,
@@ -375,7 +307,7 @@ class Predictor:
         return _with_speed(results, t0, t1, t2, time.perf_counter())
 
     # -- batched path ---------------------------------------------------------------------------
-    def _prepare(self, source: Any) -> tuple[Image, ops._Geometry, np.ndarray]:
+    def _prepare(self, source: Any) -> tuple[Image, Any, np.ndarray]:
         """Decode and letterbox one image into its own ``(3, h, w)`` tensor (caller's thread)."""
         img = load_image(source, self.channels)
         geometry = self._geometry(img)
@@ -383,14 +315,14 @@ class Predictor:
         self._letterbox(img, geometry, tensor)
         return img, geometry, tensor
 
-    def _run_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
-        """The batcher's function: same-shaped tensors in, one raw output row each out (a batch of
+    def _run_tensors(self, tensors: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+        """The batcher's function: same-shaped tensors in, each image's raw outputs out (a batch of
         one is a view of its tensor, larger ones are stacked into one array)."""
         batch = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)
-        return list(self._infer(batch))
+        return list(zip(*self._infer(batch)))
 
-    def _finish(self, image: Image, geometry: ops._Geometry, raw: np.ndarray, opts: PredictOptions) -> Detections:
-        return self._detect(raw[None], opts, [image], [geometry])[0]
+    def _finish(self, image: Image, geometry: Any, raw: Sequence[np.ndarray], opts: PredictOptions) -> Any:
+        return self._detect([o[None] for o in raw], opts, [image], [geometry])[0]
 
     def _predict_batched(self, batcher: MicroBatcher, sources: list[Any], opts: PredictOptions) -> list[Detections]:
         t0 = time.perf_counter()

@@ -408,30 +408,49 @@ def yolo_postprocess(
 
     Returns one ``(n, 6)`` float32 array per image: ``x1, y1, x2, y2, confidence, class``.
     """
-    batch, channels, _ = raw.shape
-    nc = channels - 4
-    out: list[np.ndarray] = []
+    nc = raw.shape[1] - 4
+    return [det for det, _ in yolo_select(raw, nc, conf, iou, max_det, classes, agnostic, max_nms)]
+
+
+def yolo_select(
+    raw: np.ndarray,
+    nc: int,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: np.ndarray | None = None,
+    agnostic: bool = False,
+    max_nms: int = 30000,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`yolo_postprocess` on the first ``4 + nc`` channels of ``[B, 4+nc+extra, N]`` outputs;
+    per image the ``(n, 6)`` rows and the ``(n,)`` int64 anchors (columns of ``raw``) they came from."""
+    batch = raw.shape[0]
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    none = (np.zeros((0, 6), dtype=np.float32), np.zeros(0, dtype=np.int64))
     for b in range(batch):
-        scores = raw[b, 4:]  # (nc, N)
+        scores = raw[b, 4 : 4 + nc]  # (nc, N)
         with np.errstate(invalid="ignore"):
             best = scores.max(axis=0) if nc else np.zeros(raw.shape[2], np.float32)
             cand = np.flatnonzero(best > np.float32(conf))  # torch compares in float32
         if cand.size == 0 or nc == 0:
-            out.append(np.zeros((0, 6), dtype=np.float32))
+            out.append(none)
             continue
         cls_scores = scores[:, cand]
         j = cls_scores.argmax(axis=0)
         confs = cls_scores[j, np.arange(cand.size)]
         boxes = _xywh2xyxy(np.ascontiguousarray(raw[b, :4][:, cand].T))
         det = np.concatenate([boxes, confs[:, None], j[:, None].astype(np.float32)], axis=1).astype(np.float32)
+        anchors = cand.astype(np.int64)
         if classes is not None:
-            det = det[np.isin(det[:, 5], np.asarray(classes, dtype=np.float32))]
+            keep_cls = np.isin(det[:, 5], np.asarray(classes, dtype=np.float32))
+            det, anchors = det[keep_cls], anchors[keep_cls]
         if det.shape[0] == 0:
-            out.append(np.zeros((0, 6), dtype=np.float32))
+            out.append(none)
             continue
         if det.shape[0] > max_nms:  # x[x[:, 4].argsort(descending=True)[:max_nms]]: unstable
-            det = det[torch_sort_order(det[:, 4])[:max_nms]]
+            order = torch_sort_order(det[:, 4])[:max_nms]
+            det, anchors = det[order], anchors[order]
         offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)  # float32, as Ultralytics
-        keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)
-        out.append(np.ascontiguousarray(det[keep[:max_det]]))
+        keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)[:max_det]
+        out.append((np.ascontiguousarray(det[keep]), anchors[keep]))
     return out

@@ -457,6 +457,28 @@ def _yolo_detections(
     return _k_nms.yolo_detections(raw, conf, iou, max_det, allowed, agnostic, max_nms, _reference.MAX_WH, scale)
 
 
+def _yolo_select(
+    raw: np.ndarray, nc: int, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None, agnostic: bool,
+    max_nms: int, kernels: bool,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`yolo_postprocess` on the first ``4 + nc`` channels of ``[B, C, N]`` validated outputs
+    (C-contiguous float32, C >= 4 + nc): per image the kept ``(n, 6)`` rows in tensor pixels and
+    the ``(n,)`` int64 anchors (columns of ``raw``) they came from, for heads with channels after
+    the class scores (segmentation coefficients, keypoints)."""
+    if not kernels:
+        return _reference.yolo_select(raw, nc, conf, iou, max_det, class_arr, agnostic, max_nms)
+    batch, _, n = raw.shape
+    rows = max(1, min(max_det, n))
+    det = np.empty((batch, rows, 6), dtype=np.float32)
+    anchors = np.empty((batch, rows), dtype=np.int64)
+    counts = np.zeros(batch, dtype=np.int64)
+    rc = _k_nms.yolo_select(raw, nc, conf, iou, max_det, _allowed(class_arr, nc), agnostic, max_nms,
+                            _reference.MAX_WH, det, anchors, counts)
+    if rc != 0:
+        raise MemoryError("yolo_select: out of memory")
+    return [(det[b, : counts[b]], anchors[b, : counts[b]]) for b in range(batch)]
+
+
 def _check_boxes_scores(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.asarray(boxes)
     scores = np.asarray(scores)

@@ -35,3 +35,17 @@ def yolo_detections(
     max_wh: float,
     scale: np.ndarray,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+def yolo_select(
+    raw: np.ndarray,
+    nc: int,
+    conf: float,
+    thr: float,
+    max_det: int,
+    allowed: np.ndarray,
+    agnostic: bool,
+    max_nms: int,
+    max_wh: float,
+    det: np.ndarray,
+    anchors: np.ndarray,
+    counts: np.ndarray,
+) -> int: ...

@@ -333,7 +333,7 @@ cdef extern from *:
        det: up to max_det rows of (x1, y1, x2, y2, conf, class). Returns rows, or -1 (no memory). */
     static Py_ssize_t ms_yolo_one(const float *raw, Py_ssize_t nc, Py_ssize_t N, float conf, double thr,
                                   Py_ssize_t max_det, const uint8_t *allowed, int agnostic, Py_ssize_t max_nms,
-                                  float max_wh, float *det) {
+                                  float max_wh, float *det, int64_t *anchors) {
         const Py_ssize_t TILE = 512;
         const float *scores = raw + 4 * N;
         Py_ssize_t t0, i, c, n = 0, nk = -1;
@@ -433,6 +433,7 @@ cdef extern from *:
             det[6 * i + 3] = raw[N + a] + hh;
             det[6 * i + 4] = sc[a];
             det[6 * i + 5] = (float)arg[a];
+            if (anchors != NULL) anchors[i] = (int64_t)a;
         }
     done:
         std::free(key); std::free(idx); std::free(arg); std::free(sc);
@@ -459,7 +460,7 @@ cdef extern from *:
                           int64_t* out, int unstable_order) nogil
     Py_ssize_t ms_yolo_one(const float* raw, Py_ssize_t nc, Py_ssize_t N, float conf, double thr,
                            Py_ssize_t max_det, const uint8_t* allowed, int agnostic, Py_ssize_t max_nms,
-                           float max_wh, float* det) nogil
+                           float max_wh, float* det, int64_t* anchors) nogil
     void ms_scale_rows(float* det, Py_ssize_t n, const float* s) nogil
 
 
@@ -507,7 +508,7 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
     with nogil:
         for bi in range(B):
             r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
-                            max_nms, max_wh, &det[bi, 0, 0])
+                            max_nms, max_wh, &det[bi, 0, 0], NULL)
             if r < 0:
                 rc = -1
                 break
@@ -546,7 +547,7 @@ def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssiz
                 if N == 0:
                     continue
                 r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
-                                max_nms, max_wh, det + bi * rows * 6)
+                                max_nms, max_wh, det + bi * rows * 6, NULL)
                 if r < 0:
                     rc = -1
                     break
@@ -579,3 +580,32 @@ def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssiz
     finally:
         free(det)
         free(counts)
+
+
+def yolo_select(const float[:, :, ::1] raw, Py_ssize_t nc, double conf, double thr, Py_ssize_t max_det,
+                const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
+                float[:, :, ::1] det, int64_t[:, ::1] anchors, int64_t[::1] counts):
+    """``yolo_postprocess`` for heads with channels after the class scores (``raw`` (B, 4+nc+extra,
+    N): segmentation coefficients, keypoints): decode + NMS on the first ``4 + nc`` channels into
+    ``det`` (B, >= min(max_det, N), 6), and the kept anchors (columns of ``raw``) into ``anchors``
+    (B, same rows), so the caller can gather the extra channels. Returns 0, or -1 (no memory)."""
+    cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], bi, r
+    cdef float fconf = <float>conf
+    cdef int rc = 0
+    if nc < 1 or C < 4 + nc or allowed.shape[0] < nc or det.shape[0] < B or anchors.shape[0] < B \
+            or counts.shape[0] < B or det.shape[2] != 6 or anchors.shape[1] < det.shape[1] \
+            or det.shape[1] < max(1, min(max_det, N)):
+        raise ValueError("yolo_select: inconsistent shapes")
+    for bi in range(B):
+        counts[bi] = 0
+    if N == 0:
+        return 0
+    with nogil:
+        for bi in range(B):
+            r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
+                            max_nms, max_wh, &det[bi, 0, 0], &anchors[bi, 0])
+            if r < 0:
+                rc = -1
+                break
+            counts[bi] = r
+    return rc

@@ -1,0 +1,69 @@
+"""Tasks: what a model's outputs mean, one module per Ultralytics task.
+
+``head_for(engine, info, task)`` picks the task (``task=`` or the model's metadata), checks that
+the model's outputs have that task's layout and returns the head that decodes them; a model whose
+outputs fit no known layout is refused here, at load, with :class:`ModelLoadError`.
+
+=========  ====================================================  ==============================
+task       outputs                                               result
+=========  ====================================================  ==============================
+detect     ``[B, 4+nc, A]``; end-to-end ``[B, N, 6]``             :class:`Detections`
+detect     RT-DETR ``[B, queries, 6]`` (normalised cxcywh)        :class:`Detections`
+segment    ``[B, 4+nc+32, A]`` + protos ``[B, 32, h, w]``         ``Detections.masks``
+pose       ``[B, 4+nc+K*D, A]``; end-to-end ``[B, N, 6+K*D]``     ``Detections.keypoints``
+obb        ``[B, 4+nc+1, A]``; end-to-end ``[B, N, 7]``           ``Detections.xywhr``
+classify   ``[B, nc]`` (softmax)                                  :class:`Classification`
+=========  ====================================================  ==============================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._engine import Engine
+from .._errors import InvalidInputError, ModelLoadError
+from .._metadata import ModelInfo
+from .base import Head
+from .classify import Classification, ClassifyHead
+from .detect import DetectHead
+from .obb import OBBHead
+from .pose import PoseHead
+from .rtdetr import RTDETRHead, is_rtdetr
+from .segment import SegmentHead
+
+__all__ = ["TASKS", "Head", "head_for", "Classification"]
+
+#: task name -> head class; ``rtdetr`` names RT-DETR's detection layout explicitly.
+TASKS: dict[str, Any] = {
+    "detect": DetectHead,
+    "segment": SegmentHead,
+    "pose": PoseHead,
+    "obb": OBBHead,
+    "classify": ClassifyHead,
+    "rtdetr": RTDETRHead,
+}
+
+
+def head_for(engine: Engine, info: ModelInfo, task: str | None = None) -> Head:
+    """The head for ``task`` (default: the metadata's ``task``), checked against the outputs."""
+    if task is not None and (not isinstance(task, str) or task not in TASKS):
+        raise InvalidInputError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    name = task or info.task
+    if name not in TASKS:
+        raise ModelLoadError(f"this model's metadata says task {name!r}; modelserve knows {sorted(TASKS)} "
+                             "(state the task with task=)")
+    if not engine.outputs:
+        raise ModelLoadError("this model has no outputs")
+    nc = len(info.names)
+    if nc == 0:
+        raise ModelLoadError("this model has no class names: pass names= (a list, or a dict id -> name)")
+    if set(info.names) != set(range(nc)):
+        raise ModelLoadError(f"class names must be numbered 0..{nc - 1}, got ids {sorted(info.names)[:20]}")
+    if name == "detect" and task is None and is_rtdetr(info):
+        name = "rtdetr"
+    shapes = [tuple(o.shape) for o in engine.outputs]
+    try:
+        return TASKS[name].from_model(info, shapes)
+    except ModelLoadError as exc:
+        said = f"task={task!r}" if task is not None else f"this model's metadata says task {name!r}"
+        raise ModelLoadError(f"{said}, but {exc}") from None

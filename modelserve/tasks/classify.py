@@ -1,0 +1,146 @@
+"""Classification: Ultralytics ``-cls`` models, ``[B, nc]`` probabilities, with Ultralytics'
+classification preprocessing (Pillow bilinear resize of the short side, centre crop, RGB, /255)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image as PILImage
+
+from .. import ops
+from .._errors import ModelLoadError
+from .._metadata import ModelInfo
+from .base import Head, Shape, as_f32, fmt
+
+__all__ = ["Classification", "ClassifyHead"]
+
+
+@dataclass(frozen=True, eq=False)
+class Classification:
+    """One image's class probabilities.
+
+    * ``probs``: ``(nc,)`` float32, as the model gives them (softmax)
+    * ``top1`` / ``top5``: class ids, best first (``top5`` has ``min(5, nc)`` ids)
+    * ``top1conf`` / ``top5conf``, ``top1_name`` / ``top5_names``
+    * ``names``, ``orig_shape``, ``speed``: as for :class:`Detections`
+    """
+
+    probs: np.ndarray
+    names: Mapping[int, str] = field(default_factory=dict)
+    orig_shape: tuple[int, int] = (0, 0)
+    speed: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def top5(self) -> list[int]:
+        """The five best class ids, best first (Ultralytics' ``(-probs).argsort(0)[:5]``)."""
+        return [int(i) for i in np.argsort(-self.probs, kind="stable")[:5]]
+
+    @property
+    def top1(self) -> int:
+        return int(np.argmax(self.probs))
+
+    @property
+    def top1conf(self) -> float:
+        return float(self.probs[self.top1])
+
+    @property
+    def top5conf(self) -> np.ndarray:
+        return self.probs[self.top5]
+
+    @property
+    def top1_name(self) -> str:
+        return self.names.get(self.top1, str(self.top1))
+
+    @property
+    def top5_names(self) -> list[str]:
+        return [self.names.get(i, str(i)) for i in self.top5]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "orig_shape": [int(v) for v in self.orig_shape],
+            "top5": [{"class_id": i, "class_name": self.names.get(i, str(i)), "confidence": float(self.probs[i])}
+                     for i in self.top5],
+            "probs": [float(p) for p in self.probs],
+            "speed": {k: float(v) for k, v in self.speed.items()},
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def __repr__(self) -> str:
+        best = ", ".join(f"{self.names.get(i, str(i))} {self.probs[i]:.2f}" for i in self.top5)
+        return f"Classification(orig_shape={self.orig_shape}, top5=[{best}])"
+
+
+class _CropGeometry(NamedTuple):
+    """Ultralytics' classify_transforms for one source size: Resize(short side), CenterCrop."""
+
+    resized_wh: tuple[int, int]
+    crop_lt: tuple[int, int]
+    output_hw: tuple[int, int]
+    layout: Any  # identity letterbox of the crop (the kernel's HWC uint8 -> CHW float /255 pass)
+    plan: Any
+
+
+class ClassifyHead(Head):
+    task = "classify"
+    layout = "probabilities"
+
+    @classmethod
+    def from_model(cls, info: ModelInfo, shapes: Sequence[Shape]) -> "ClassifyHead":
+        nc = len(info.names)
+        if len(shapes) != 1 or len(shapes[0]) != 2 or shapes[0][1] not in (None, nc):
+            raise ModelLoadError(f"expected one classifier output [batch, {nc}] for this model's {nc} class names, "
+                                 f"got {', '.join(fmt(s) for s in shapes)}")
+        return cls(info, [0])
+
+    def ranks(self) -> tuple[int, ...]:
+        return (2,)
+
+    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
+        h, w = source_hw
+        th, tw = imgsz
+        if th == tw:  # torchvision Resize(int): the short side to the size, the long one int(size * long / short)
+            if w <= h:
+                rw, rh = th, int(th * h / w)
+            else:
+                rw, rh = int(th * w / h), th
+        else:  # Resize((h, w)): exactly that size
+            rw, rh = tw, th
+        top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))  # torchvision CenterCrop
+        layout = ops.letterbox_geometry((th, tw), (th, tw))
+        plan = ops._plan(th, tw, th, tw, (tw, th), (0, 0)) if self.kernels else None
+        return _CropGeometry((rw, rh), (left, top), (th, tw), layout, plan)
+
+    def fill(self, pixels: np.ndarray, bgr: bool, geometry: Any, out: np.ndarray, otype: int) -> None:
+        rw, rh = geometry.resized_wh
+        left, top = geometry.crop_lt
+        th, tw = geometry.output_hw
+        img = PILImage.fromarray(pixels)
+        if img.size != (rw, rh):
+            img = img.resize((rw, rh), PILImage.Resampling.BILINEAR)
+        if left < 0 or top < 0:  # the crop is larger than the resized image: torchvision pads with 0
+            canvas = PILImage.new(img.mode, (max(rw, tw), max(rh, th)))
+            canvas.paste(img, (max(-left, 0), max(-top, 0)))
+            img, left, top = canvas, max(left, 0), max(top, 0)
+        crop = np.ascontiguousarray(np.asarray(img.crop((left, top, left + tw, top + th))))
+        ops._fill(geometry.layout, geometry.plan, crop, out, otype, 0, bgr)
+
+    def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
+               geometries: Sequence[Any]) -> list[Classification]:
+        raw = as_f32(outs[0])
+        if raw.shape[1] != self.nc:
+            raise ModelLoadError(f"expected classifier outputs [batch, {self.nc}], got {list(raw.shape)}")
+        results = []
+        for probs, image in zip(raw, images):
+            total = float(probs.sum(dtype=np.float64))
+            if not (probs.min() >= 0.0 and probs.max() <= 1.0 and abs(total - 1.0) <= 1e-3):
+                raise ModelLoadError(f"the classifier gave scores in [{float(probs.min()):g}, {float(probs.max()):g}] "
+                                     f"summing to {total:g}: not softmax probabilities (export with Ultralytics, "
+                                     "whose classifiers end in a softmax)")
+            results.append(Classification(probs.copy(), self.names, image.pixels.shape[:2]))
+        return results

@@ -1,0 +1,72 @@
+"""RT-DETR (Ultralytics ``rtdetr-*`` exports): ``[B, queries, 6]`` rows of normalised cx, cy, w, h,
+score, class, already top-k selected by the decoder; images are stretched to the input size (no
+padding) and boxes scaled by the original width and height, as Ultralytics' RTDETRPredictor does."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from .. import ops
+from .._detections import Detections
+from .._errors import ModelLoadError
+from .._metadata import ModelInfo
+from .base import Head, Shape, as_f32, check_class_ids, check_scores, fmt
+
+__all__ = ["RTDETRHead", "is_rtdetr"]
+
+COLUMNS = "cx, cy, w, h (normalised), score, class"
+
+
+def is_rtdetr(info: ModelInfo) -> bool:
+    """Ultralytics writes ``description: Ultralytics RT-DETR...`` (or ``rtdetr`` in it) for these models."""
+    text = " ".join(str(info.raw.get(k, "")) for k in ("description", "model", "arch")).lower()
+    return "rtdetr" in text.replace("-", "")
+
+
+class _Stretch(NamedTuple):
+    layout: ops.LetterboxInfo
+    plan: Any
+    scale: np.ndarray  # unused: boxes are normalised
+
+
+class RTDETRHead(Head):
+    task = "detect"
+    layout = "rtdetr"
+
+    @classmethod
+    def from_model(cls, info: ModelInfo, shapes: Sequence[Shape]) -> "RTDETRHead":
+        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] not in (None, 6):
+            raise ModelLoadError(f"expected one RT-DETR output [batch, queries, 6] ({COLUMNS}), got "
+                                 f"{', '.join(fmt(s) for s in shapes)}")
+        return cls(info, [0])
+
+    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
+        h, w = source_hw
+        th, tw = imgsz  # LetterBox(scale_fill=True): resize to exactly the input size, no padding
+        layout = ops.LetterboxInfo((h, w), (th, tw), min(th / h, tw / w), (tw, th), (0, 0))
+        plan = ops._plan(h, w, th, tw, (tw, th), (0, 0)) if self.kernels else None
+        return _Stretch(layout, plan, np.zeros(12, np.float32))
+
+    def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
+               geometries: Sequence[Any]) -> list[Detections]:
+        raw = as_f32(outs[0])
+        if raw.shape[2] != 6:
+            raise ModelLoadError(f"expected RT-DETR output rows [batch, queries, 6], got {list(raw.shape)}")
+        results = []
+        for rows, image in zip(raw, images):
+            mask = rows[:, 4] > np.float32(opts.conf)
+            if opts.classes is not None:
+                mask &= np.isin(rows[:, 5], np.asarray(opts.classes, dtype=np.float32))
+            det = rows[np.flatnonzero(mask)[: opts.max_det]]
+            check_scores(det[:, 4], sorted_desc=False)
+            check_class_ids(det[:, 5], self.nc, COLUMNS)
+            xy, half = det[:, :2], det[:, 2:4] / 2
+            xyxy = np.concatenate([xy - half, xy + half], axis=1)
+            oh, ow = image.pixels.shape[:2]
+            xyxy[:, [0, 2]] *= np.float32(ow)
+            xyxy[:, [1, 3]] *= np.float32(oh)
+            results.append(Detections._trusted(np.ascontiguousarray(xyxy, dtype=np.float32), det[:, 4].copy(),
+                                               det[:, 5].astype(np.int64), self.names, (oh, ow)))
+        return results
