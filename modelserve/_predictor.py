@@ -180,6 +180,16 @@ class Predictor:
 
     # -- properties -----------------------------------------------------------------------------
     @property
+    def task(self) -> str:
+        """The model's task: ``detect``, ``segment``, ``pose``, ``obb`` or ``classify``."""
+        return self._head.task
+
+    @property
+    def _kernels(self) -> bool:
+        """Whether this Predictor runs the Cython kernels (else the NumPy reference), chosen at load."""
+        return self._head.kernels
+
+    @property
     def names(self) -> Mapping[int, str]:
         """Class names, ``{class id: name}``."""
         return self.info.names
