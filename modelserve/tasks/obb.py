@@ -10,7 +10,7 @@ import numpy as np
 from .._detections import Detections, xywhr_corners
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from .base import MAX_NMS, Head, Shape, as_f32, check_class_ids, check_scores, fmt, split_layout
+from .base import MAX_NMS, Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, split_layout
 
 __all__ = ["OBBHead"]
 
@@ -34,4 +34,59 @@ class OBBHead(Head):
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
-        raise ModelLoadError("oriented-box decoding is not built yet")
+        raw = as_f32(outs[0])
+        results = []
+        for b, (image, geometry) in enumerate(zip(images, geometries)):
+            if self.end2end:  # rows cx, cy, w, h, conf, class, angle: filtered only
+                rows = end2end_filter(raw[b], opts)
+                check_scores(rows[:, 4], sorted_desc=False)
+                check_class_ids(rows[:, 5], self.nc, "cx, cy, w, h, conf, class, angle")
+            else:
+                rows = self._nms(raw[b], opts)
+                check_scores(rows[:, 4], sorted_desc=True)
+            results.append(self._result(rows, image, geometry))
+        return results
+
+    def _nms(self, x: np.ndarray, opts: Any) -> np.ndarray:
+        """Ultralytics' ``non_max_suppression(..., rotated=True)`` on one image's ``(4+nc+1, N)``
+        outputs: best class > conf, classes filter, at most max_nms by score, rotated NMS on
+        centres offset by class (probabilistic IoU), max_det. Rows: cx, cy, w, h, conf, class, angle."""
+        from .. import _reference, _rotated  # type: ignore[attr-defined]
+
+        nc = self.nc
+        scores = x[4 : 4 + nc]
+        with np.errstate(invalid="ignore"):
+            cand = np.flatnonzero(scores.max(axis=0) > np.float32(opts.conf))
+        if not len(cand):
+            return np.zeros((0, 7), np.float32)
+        cls_scores = scores[:, cand]
+        j = cls_scores.argmax(axis=0)
+        conf = cls_scores[j, np.arange(len(cand))]
+        rows = np.concatenate([x[:4, cand].T, conf[:, None], j[:, None].astype(np.float32), x[4 + nc :, cand].T],
+                              axis=1).astype(np.float32)
+        if opts.classes is not None:
+            rows = rows[np.isin(rows[:, 5], np.asarray(opts.classes, dtype=np.float32))]
+        if len(rows) > MAX_NMS:
+            rows = rows[_reference.torch_sort_order(rows[:, 4])[:MAX_NMS]]
+        if not len(rows):
+            return np.zeros((0, 7), np.float32)
+        offset = rows[:, 5:6] * np.float32(0.0 if opts.agnostic else _reference.MAX_WH)
+        boxes = np.concatenate([rows[:, :2] + offset, rows[:, 2:4], rows[:, 6:7]], axis=1)
+        keep = _rotated.nms_rotated(boxes, np.ascontiguousarray(rows[:, 4]), opts.iou)[: opts.max_det]
+        return np.ascontiguousarray(rows[keep])
+
+    def _result(self, rows: np.ndarray, image: Any, geometry: Any) -> Detections:
+        """Ultralytics' ``scale_boxes(..., xywh=True)``: centre minus padding, all four divided by
+        the gains, not clipped; the angle as the model gives it."""
+        row = geometry.scale
+        xywhr = np.ascontiguousarray(np.concatenate([rows[:, :4], rows[:, 6:7]], axis=1), dtype=np.float32)
+        xywhr[:, 0] -= row[0]
+        xywhr[:, 1] -= row[1]
+        xywhr[:, 0] /= row[4]
+        xywhr[:, 1] /= row[5]
+        xywhr[:, 2] /= row[4]
+        xywhr[:, 3] /= row[5]
+        corners = xywhr_corners(xywhr)
+        xyxy = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).astype(np.float32)
+        return Detections._trusted(np.ascontiguousarray(xyxy), rows[:, 4].copy(), rows[:, 5].astype(np.int64),
+                                   self.names, image.pixels.shape[:2], xywhr=xywhr)

@@ -1,0 +1,113 @@
+"""Every task against Ultralytics' own answers on the same ONNX file and the same decoded image.
+
+The models are Ultralytics architectures with seeded random weights (``tests/goldens/tasks/
+make_models.py``); the goldens are ``YOLO(onnx).predict(bgr)`` on them (``make_goldens.py``), so
+CI compares without torch. Each model runs on ONNX Runtime and OpenVINO, one image at a time, as
+a list, and through the micro-batcher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import modelserve as ms
+
+HERE = Path(__file__).resolve().parent / "goldens" / "tasks"
+PHOTOS = ["bus.jpg", "zidane.jpg", "astronaut.png", "chelsea.png"]
+OPTION_CASE = "bus.jpg|conf=0.1,iou=0.5,max_det=5,agnostic"
+OPTIONS = {"conf": 0.1, "iou": 0.5, "max_det": 5, "agnostic": True}
+ENGINES = ["onnxruntime", "openvino"]
+
+
+def _manifest() -> dict:
+    path = HERE / "goldens.json"
+    return json.loads(path.read_text()) if path.is_file() else {"models": {}}
+
+
+MODELS = sorted(m for m in _manifest().get("models", {}) if (HERE / f"{m}.npz").is_file()
+                and (HERE / "models" / f"{m}.onnx").is_file())
+
+
+def _served(model: str) -> bool:
+    """Tasks whose decode is built; the others must be refused at load (never answered wrongly)."""
+    try:
+        ms.load(HERE / "models" / f"{model}.onnx").close()
+        return True
+    except ms.ModelLoadError as exc:
+        assert "not built" in str(exc), exc
+        return False
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request):
+    return request.param
+
+
+#: (pixels, scores) tolerances. Ultralytics ran the goldens on ONNX Runtime: the same engine gives
+#: the issue's bounds; OpenVINO's own convolution arithmetic moves boxes by up to ~0.03 px.
+TOL = {"onnxruntime": (0.01, 1e-4), "openvino": (0.1, 1e-3)}
+
+
+def _compare(task: str, r, g, key: str, engine: str = "onnxruntime") -> None:
+    px, sc = TOL[engine]
+    if task == "classify":
+        np.testing.assert_allclose(r.probs, g[f"{key}:probs"], atol=1e-5 if engine == "onnxruntime" else 1e-4)
+        assert r.top5 == [int(v) for v in g[f"{key}:top5"]]
+        return
+    cls = g[f"{key}:cls"]
+    assert r.class_id.tolist() == cls.astype(np.int64).tolist(), key
+    np.testing.assert_allclose(r.confidence, g[f"{key}:conf"], atol=sc, err_msg=key)
+    if task == "obb":
+        np.testing.assert_allclose(r.xywhr[:, :4], g[f"{key}:xywhr"][:, :4], atol=px, err_msg=key)
+        np.testing.assert_allclose(r.xywhr[:, 4], g[f"{key}:xywhr"][:, 4], atol=sc, err_msg=key)
+        np.testing.assert_allclose(r.corners, g[f"{key}:corners"], atol=2 * px, err_msg=key)
+        return
+    np.testing.assert_allclose(r.xyxy, g[f"{key}:xyxy"], atol=px, err_msg=key)
+    if task == "pose":
+        np.testing.assert_allclose(r.keypoints[..., :2], g[f"{key}:keypoints"][..., :2], atol=px, err_msg=key)
+        np.testing.assert_allclose(r.keypoints[..., 2], g[f"{key}:keypoints"][..., 2], atol=sc, err_msg=key)
+    if task == "segment":
+        shape = tuple(int(v) for v in g[f"{key}:masks_shape"])
+        want = np.unpackbits(g[f"{key}:masks"])[: int(np.prod(shape))].reshape(shape).astype(bool)
+        got = r.masks
+        assert got.shape == want.shape, key
+        for a, b in zip(got, want):
+            union = (a | b).sum()
+            assert union == 0 or (a & b).sum() / union >= 0.99, key
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_task_matches_ultralytics(model, engine, bgr):
+    meta = _manifest()["models"][model]
+    task = meta["task"]
+    if not _served(model):
+        pytest.skip(f"{task} decode not built: the model is refused at load (checked in _served)")
+    g = np.load(HERE / f"{model}.npz")
+    images = {name: bgr(name) for name in PHOTOS}
+    path = HERE / "models" / f"{model}.onnx"
+    if engine == "openvino" and model.endswith("26"):
+        # OpenVINO 2026.4 cannot infer the shapes of a dynamic end-to-end head (TopK over a
+        # dynamic anchor count): refused at load with a typed error, never a wrong answer.
+        with pytest.raises(ms.ModelLoadError, match="openvino cannot compile"):
+            ms.load(path, engine=engine)
+        return
+    with ms.load(path, engine=engine) as p:
+        assert p.task == task
+        for name, img in images.items():
+            _compare(task, p.predict(img), g, name, engine)
+        for name, r in zip(PHOTOS, p.predict(list(images.values()))):
+            _compare(task, r, g, name, engine)
+        if task != "classify" and f"{OPTION_CASE}:cls" in g.files:
+            _compare(task, p.predict(images["bus.jpg"], **OPTIONS), g, OPTION_CASE, engine)
+    with ms.load(path, engine=engine, batching=True) as p:
+        for name, r in zip(PHOTOS, p.predict(list(images.values()))):
+            _compare(task, r, g, name, engine)
+
+
+def test_every_task_has_goldens():
+    """CI must run every task's parity: the committed goldens cover each task."""
+    tasks = {_manifest()["models"][m]["task"] for m in MODELS}
+    assert tasks >= {"segment", "pose", "obb", "classify"}, tasks
