@@ -55,6 +55,9 @@ __all__ = [
     "yolo_postprocess",
     "nms",
     "batched_nms",
+    "nms_rotated",
+    "batched_nms_rotated",
+    "probiou",
     "scale_boxes",
     "backend",
     "MAX_IMGSZ",
@@ -602,3 +605,7 @@ def _scale_row_cached(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) ->
     row = np.array([pad_x, pad_y, pad_x, pad_y, gain_x, gain_y, gain_x, gain_y, sw, sh, sw, sh], np.float32)
     row.setflags(write=False)
     return row
+
+
+# Rotated boxes (oriented-box models): Ultralytics' probabilistic IoU and its rotated fast-NMS.
+from ._rotated import batched_nms_rotated, nms_rotated, probiou  # noqa: E402  (they use the checks above)
