@@ -111,3 +111,28 @@ def test_every_task_has_goldens():
     """CI must run every task's parity: the committed goldens cover each task."""
     tasks = {_manifest()["models"][m]["task"] for m in MODELS}
     assert tasks >= {"segment", "pose", "obb", "classify"}, tasks
+
+
+def test_filtering_keeps_task_fields_aligned(bgr):
+    """Indexing results by mask or slice keeps keypoints / rotated boxes aligned with the boxes,
+    and to_dict carries them."""
+    img = bgr("bus.jpg")
+    with ms.load(HERE / "models" / "obb.onnx") as p:
+        r = p.predict(img)
+        assert len(r) > 3 and r.xywhr.shape == (len(r), 5) and r.corners.shape == (len(r), 4, 2)
+        keep = r.confidence > np.median(r.confidence)
+        sub = r[keep]
+        np.testing.assert_array_equal(sub.xywhr, r.xywhr[keep])
+        np.testing.assert_array_equal(sub.xyxy, r.xyxy[keep])
+        np.testing.assert_allclose(sub.xyxy[:, :2], sub.corners.min(axis=1))
+        d = r[:2].to_dict()
+        assert len(d["xywhr"]) == 2 and len(d["corners"][0]) == 4
+    with ms.load(HERE / "models" / "pose.onnx") as p:
+        r = p.predict(img)
+        assert len(r) > 3
+        np.testing.assert_array_equal(r[1:3].keypoints, r.keypoints[1:3])
+    with ms.load(HERE / "models" / "cls.onnx") as p:
+        c = p.predict(img)
+        assert isinstance(c, ms.Classification) and c.probs.shape == (100,)
+        assert c.top1 == c.top5[0] and c.top1_name == p.names[c.top1]
+        assert json.loads(c.to_json())["top5"][0]["class_id"] == c.top1
