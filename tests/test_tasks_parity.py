@@ -58,6 +58,8 @@ def _compare(task: str, r, g, key: str, engine: str = "onnxruntime") -> None:
         assert r.top5 == [int(v) for v in g[f"{key}:top5"]]
         return
     cls = g[f"{key}:cls"]
+    if engine != "onnxruntime" and r.class_id.tolist() != cls.astype(np.int64).tolist():
+        return _compare_matched(task, r, g, key)
     assert r.class_id.tolist() == cls.astype(np.int64).tolist(), key
     np.testing.assert_allclose(r.confidence, g[f"{key}:conf"], atol=sc, err_msg=key)
     if task == "obb":
@@ -77,6 +79,33 @@ def _compare(task: str, r, g, key: str, engine: str = "onnxruntime") -> None:
         for a, b in zip(got, want):
             union = (a | b).sum()
             assert union == 0 or (a & b).sum() / union >= 0.99, key
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = lambda x: (x[:, 2:] - x[:, :2]).prod(-1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter + 1e-9)
+
+
+def _compare_matched(task: str, r, g, key: str) -> None:
+    """Another engine's arithmetic (OpenVINO's convolutions differ from ONNX Runtime's in the last
+    bits) can reorder or swap detections whose scores are within ~1e-4 of each other or of conf,
+    which random-weight models have many of: then every golden detection but at most 3% must have
+    a twin (same class, box IoU > 0.99, score within 1e-3), and their masks must match."""
+    cls, conf, xyxy = g[f"{key}:cls"].astype(np.int64), g[f"{key}:conf"], g[f"{key}:xyxy"]
+    assert abs(len(r) - len(cls)) <= max(2, 0.03 * len(cls)), key
+    iou = _iou(xyxy, r.xyxy) * (cls[:, None] == r.class_id[None]) * (np.abs(conf[:, None] - r.confidence[None]) < 1e-3)
+    twin = iou.argmax(axis=1)
+    ok = iou[np.arange(len(cls)), twin] > 0.99
+    assert ok.mean() >= 0.97, (key, ok.mean())
+    if task == "segment":
+        shape = tuple(int(v) for v in g[f"{key}:masks_shape"])
+        want = np.unpackbits(g[f"{key}:masks"])[: int(np.prod(shape))].reshape(shape).astype(bool)
+        got = r.masks
+        for i in np.flatnonzero(ok):
+            a, b = got[twin[i]], want[i]
+            assert (a & b).sum() / max((a | b).sum(), 1) >= 0.99, key
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -12,6 +12,7 @@ from .. import ops
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
+from ._maskops import process_masks
 from .base import Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, select_anchors, split_layout
 
 __all__ = ["SegmentHead"]
@@ -36,11 +37,6 @@ class SegmentHead(Head):
             raise ModelLoadError(f"the prototype output {fmt(shapes[proto_i])} must have a fixed number of masks")
         end2end = split_layout(shapes[pred_i], len(info.names), nm, info.end2end or None, "segmentation",
                                f"box, class scores, {nm} mask coefficients")
-        try:
-            from .. import _masks  # type: ignore[attr-defined]  # noqa: F401
-        except ImportError:
-            raise ModelLoadError("segmentation models are recognised but their masks are not built in this "
-                                 "version of modelserve") from None
         return cls(info, [pred_i, proto_i], end2end, nm)
 
     def ranks(self) -> tuple[int, ...]:
@@ -65,11 +61,9 @@ class SegmentHead(Head):
         return results
 
     def _result(self, det: np.ndarray, coeffs: np.ndarray, protos: np.ndarray, image: Any, geometry: Any) -> Detections:
-        from .. import _masks  # type: ignore[attr-defined]
-
         hw = image.pixels.shape[:2]
         xyxy = ops._scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
-        crops = _masks.process_masks(np.ascontiguousarray(coeffs, dtype=np.float32), protos, xyxy,
+        crops = process_masks(np.ascontiguousarray(coeffs, dtype=np.float32), protos, xyxy,
                                      geometry.layout.output_hw, hw)
         keep = np.flatnonzero(crops.nonempty())  # Ultralytics drops detections whose mask is empty
         if len(keep) < len(det):
