@@ -165,3 +165,24 @@ def test_filtering_keeps_task_fields_aligned(bgr):
         assert isinstance(c, ms.Classification) and c.probs.shape == (100,)
         assert c.top1 == c.top5[0] and c.top1_name == p.names[c.top1]
         assert json.loads(c.to_json())["top5"][0]["class_id"] == c.top1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_real_models_loaded_as_another_task_are_refused(model):
+    """Each real task model, loaded with every other task=, is refused at load (never decoded)."""
+    task = _manifest()["models"][model]["task"]
+    path = HERE / "models" / f"{model}.onnx"
+    for other in ("detect", "segment", "pose", "obb", "classify", "rtdetr"):
+        if other == task or (model == "rtdetr" and other == "rtdetr"):  # RT-DETR's task is 'detect'
+            continue
+        with pytest.raises(ms.ModelLoadError, match=rf"task={other!r}, but"):
+            ms.load(path, task=other)
+
+
+def test_an_rt_detr_model_stated_as_detect_is_still_read_as_rt_detr(bgr):
+    """Ultralytics calls RT-DETR's task 'detect': task='detect' must not read its normalised cxcywh
+    rows as a YOLO end-to-end head's xyxy pixels."""
+    path = HERE / "models" / "rtdetr.onnx"
+    with ms.load(path) as auto, ms.load(path, task="detect") as said:
+        a, b = auto.predict(bgr("bus.jpg")), said.predict(bgr("bus.jpg"))
+        assert len(a) and np.array_equal(a.xyxy, b.xyxy) and a.xyxy.max() > 100

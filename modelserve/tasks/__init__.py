@@ -59,7 +59,7 @@ def head_for(engine: Engine, info: ModelInfo, task: str | None = None) -> Head:
         raise ModelLoadError("this model has no class names: pass names= (a list, or a dict id -> name)")
     if set(info.names) != set(range(nc)):
         raise ModelLoadError(f"class names must be numbered 0..{nc - 1}, got ids {sorted(info.names)[:20]}")
-    if name == "detect" and task is None and is_rtdetr(info):
+    if name == "detect" and is_rtdetr(info):  # Ultralytics names RT-DETR's task 'detect'
         name = "rtdetr"
     shapes = [tuple(o.shape) for o in engine.outputs]
     try:

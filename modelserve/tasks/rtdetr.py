@@ -37,7 +37,7 @@ class RTDETRHead(Head):
 
     @classmethod
     def from_model(cls, info: ModelInfo, shapes: Sequence[Shape]) -> "RTDETRHead":
-        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] not in (None, 6):
+        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] != 6:
             raise ModelLoadError(f"expected one RT-DETR output [batch, queries, 6] ({COLUMNS}), got "
                                  f"{', '.join(fmt(s) for s in shapes)}")
         return cls(info, [0])
