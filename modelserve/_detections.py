@@ -145,7 +145,7 @@ class Detections:
         """Mask ``i`` inside its box only: ``(bool crop, (x0, y0))``, its top-left corner in the image."""
         if self.mask_crops is None:
             raise InvalidInputError("these detections have no masks (not a segmentation model)")
-        return self.mask_crops.crop(int(i))
+        return self.mask_crops[int(i)]
 
     @property
     def corners(self) -> np.ndarray | None:

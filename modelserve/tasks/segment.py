@@ -12,7 +12,7 @@ from .. import ops
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from ._maskops import process_masks
+from .._masks import process_masks
 from .base import Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, select_anchors, split_layout
 
 __all__ = ["SegmentHead"]

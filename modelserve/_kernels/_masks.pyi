@@ -1,0 +1,27 @@
+import numpy as np
+
+def assemble(
+    coeffs: np.ndarray,
+    protos: np.ndarray,
+    bounds: np.ndarray,
+    starts: np.ndarray,
+    out: np.ndarray,
+    f: int,
+    direct: bool,
+    a0y: np.ndarray,
+    a1y: np.ndarray,
+    u0y: np.ndarray,
+    u1y: np.ndarray,
+    a0x: np.ndarray,
+    a1x: np.ndarray,
+    u0x: np.ndarray,
+    u1x: np.ndarray,
+    b0y: np.ndarray,
+    b1y: np.ndarray,
+    v0y: np.ndarray,
+    v1y: np.ndarray,
+    b0x: np.ndarray,
+    b1x: np.ndarray,
+    v0x: np.ndarray,
+    v1x: np.ndarray,
+) -> int: ...
