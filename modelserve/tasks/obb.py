@@ -25,11 +25,6 @@ class OBBHead(Head):
                                  f"{len(shapes)}: {', '.join(fmt(s) for s in shapes)}")
         end2end = split_layout(shapes[0], len(info.names), 1, info.end2end or None, "oriented-box",
                                "cx, cy, w, h, class scores, angle")
-        try:
-            from .. import _rotated  # type: ignore[attr-defined]  # noqa: F401
-        except ImportError:
-            raise ModelLoadError("oriented-box models are recognised but their rotated NMS is not built in this "
-                                 "version of modelserve") from None
         return cls(info, [0], end2end)
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
@@ -51,7 +46,7 @@ class OBBHead(Head):
         """Ultralytics' ``non_max_suppression(..., rotated=True)`` on one image's ``(4+nc+1, N)``
         outputs: best class > conf, classes filter, at most max_nms by score, rotated NMS on
         centres offset by class (probabilistic IoU), max_det. Rows: cx, cy, w, h, conf, class, angle."""
-        from .. import _reference, _rotated  # type: ignore[attr-defined]
+        from .. import _reference, _rotated
 
         nc = self.nc
         scores = x[4 : 4 + nc]

@@ -12,7 +12,7 @@ from .. import ops
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from .base import (MAX_NMS, Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, scale_points,
+from .base import (Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, scale_points,
                    select_anchors, split_layout)
 
 __all__ = ["PoseHead", "kpt_shape"]
@@ -54,7 +54,6 @@ class PoseHead(Head):
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
         raw = as_f32(outs[0])
-        k, d = self.kpt
         results = []
         if self.end2end:
             for rows, image, geometry in zip(raw, images, geometries):
