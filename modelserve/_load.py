@@ -120,15 +120,16 @@ def load(
             **dict(engine_options or {}),
         )
     try:
-        out_spec = eng.outputs[0] if eng.outputs else None
-        nc = None
+        # Without names in the metadata or names=, the class count of the two layouts that show it:
+        # detect [B, 4 + nc, anchors] and classify [B, nc]; other tasks need names=.
+        shape = tuple(eng.outputs[0].shape) if eng.outputs else ()
         said = task or eng.metadata.get("task", "detect")
-        width = out_spec.shape[1] if out_spec is not None and len(out_spec.shape) >= 2 else None
-        if width is not None:
-            if said == "detect" and len(out_spec.shape) == 3:  # type: ignore[union-attr]
-                nc = width - 4  # [B, 4 + nc, anchors]; other tasks need names= without metadata
-            elif said == "classify" and len(out_spec.shape) == 2:  # type: ignore[union-attr]
-                nc = width
+        nc = None
+        if len(shape) >= 2 and shape[1] is not None:
+            if said == "detect" and len(shape) == 3:
+                nc = shape[1] - 4
+            elif said == "classify" and len(shape) == 2:
+                nc = shape[1]
         info = parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
         return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task)
     except BaseException:

@@ -1,9 +1,10 @@
-"""The Predictor: images in, :class:`Detections` out, through any engine.
+"""The Predictor: images in, the task's results (:class:`Detections`, :class:`Classification`)
+out, through any engine.
 
 One Predictor may be shared by any number of threads: it keeps no per-call state, and engines are
-thread-safe by contract. Each call decodes its images, letterboxes each one straight into its slot
-of a batch tensor (images with the same letterboxed shape share a batch), runs the engine, and maps
-the boxes back to original-image pixels.
+thread-safe by contract. Each call decodes its images, has the task's head (``modelserve.tasks``)
+preprocess each one straight into its slot of a batch tensor (images with the same input shape
+share a batch), runs the engine, and has the head decode the outputs in original-image pixels.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ __all__ = ["Predictor", "PredictOptions"]
 
 _DEFAULT_IMGSZ = 640
 _MAX_GEOMETRIES = 256  # image sizes whose letterbox plans a Predictor keeps
-_F32 = np.dtype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -424,33 +424,44 @@ def yolo_select(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`yolo_postprocess` on the first ``4 + nc`` channels of ``[B, 4+nc+extra, N]`` outputs;
     per image the ``(n, 6)`` rows and the ``(n,)`` int64 anchors (columns of ``raw``) they came from."""
-    batch = raw.shape[0]
     out: list[tuple[np.ndarray, np.ndarray]] = []
     none = (np.zeros((0, 6), dtype=np.float32), np.zeros(0, dtype=np.int64))
-    for b in range(batch):
-        scores = raw[b, 4 : 4 + nc]  # (nc, N)
-        with np.errstate(invalid="ignore"):
-            best = scores.max(axis=0) if nc else np.zeros(raw.shape[2], np.float32)
-            cand = np.flatnonzero(best > np.float32(conf))  # torch compares in float32
-        if cand.size == 0 or nc == 0:
+    for b in range(raw.shape[0]):
+        anchors, confs, j = yolo_candidates(raw[b], nc, conf, classes, max_nms)
+        if anchors.size == 0:
             out.append(none)
             continue
-        cls_scores = scores[:, cand]
-        j = cls_scores.argmax(axis=0)
-        confs = cls_scores[j, np.arange(cand.size)]
-        boxes = _xywh2xyxy(np.ascontiguousarray(raw[b, :4][:, cand].T))
+        boxes = _xywh2xyxy(np.ascontiguousarray(raw[b, :4][:, anchors].T))
         det = np.concatenate([boxes, confs[:, None], j[:, None].astype(np.float32)], axis=1).astype(np.float32)
-        anchors = cand.astype(np.int64)
-        if classes is not None:
-            keep_cls = np.isin(det[:, 5], np.asarray(classes, dtype=np.float32))
-            det, anchors = det[keep_cls], anchors[keep_cls]
-        if det.shape[0] == 0:
-            out.append(none)
-            continue
-        if det.shape[0] > max_nms:  # x[x[:, 4].argsort(descending=True)[:max_nms]]: unstable
-            order = torch_sort_order(det[:, 4])[:max_nms]
-            det, anchors = det[order], anchors[order]
         offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)  # float32, as Ultralytics
         keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)[:max_det]
         out.append((np.ascontiguousarray(det[keep]), anchors[keep]))
     return out
+
+
+def yolo_candidates(
+    x: np.ndarray, nc: int, conf: float, classes: np.ndarray | None, max_nms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates of Ultralytics' ``non_max_suppression`` (single label) in one image's
+    ``(4 + nc + extra, N)`` float32 outputs: anchors whose best class score is ``> conf`` (in
+    float32; a NaN score excludes its anchor, as ``amax`` does), of an allowed class, at most
+    ``max_nms`` of them by score (torch's unstable sort). Returns ``(anchors int64, scores
+    float32, classes int64)`` in the order NMS receives them."""
+    scores = x[4 : 4 + nc]  # (nc, N)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    if nc == 0:
+        return empty
+    with np.errstate(invalid="ignore"):
+        cand = np.flatnonzero(scores.max(axis=0) > np.float32(conf))  # torch compares in float32
+    if cand.size == 0:
+        return empty
+    cls_scores = scores[:, cand]
+    j = cls_scores.argmax(axis=0)
+    confs = cls_scores[j, np.arange(cand.size)]
+    if classes is not None:
+        keep = np.isin(j.astype(np.float32), np.asarray(classes, dtype=np.float32))
+        cand, confs, j = cand[keep], confs[keep], j[keep]
+    if cand.size > max_nms:  # x[x[:, 4].argsort(descending=True)[:max_nms]]: unstable
+        order = torch_sort_order(confs)[:max_nms]
+        cand, confs, j = cand[order], confs[order], j[order]
+    return cand.astype(np.int64), confs.astype(np.float32), j.astype(np.int64)

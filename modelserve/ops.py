@@ -475,10 +475,10 @@ def _yolo_select(
     det = np.empty((batch, rows, 6), dtype=np.float32)
     anchors = np.empty((batch, rows), dtype=np.int64)
     counts = np.zeros(batch, dtype=np.int64)
-    rc = _k_nms.yolo_select(raw, nc, conf, iou, max_det, _allowed(class_arr, nc), agnostic, max_nms,
-                            _reference.MAX_WH, det, anchors, counts)
+    rc = _k_nms.yolo_postprocess(raw, conf, iou, max_det, _allowed(class_arr, nc), agnostic, max_nms,
+                                 _reference.MAX_WH, det, counts, nc, anchors)
     if rc != 0:
-        raise MemoryError("yolo_select: out of memory")
+        raise MemoryError("yolo_postprocess: out of memory")
     return [(det[b, : counts[b]], anchors[b, : counts[b]]) for b in range(batch)]
 
 

@@ -174,3 +174,26 @@ def test_an_rt_detr_model_stated_as_detect_is_still_read_as_rt_detr(bgr):
     with ms.load(path) as auto, ms.load(path, task="detect") as said:
         a, b = auto.predict(bgr("bus.jpg")), said.predict(bgr("bus.jpg"))
         assert len(a) and np.array_equal(a.xyxy, b.xyxy) and a.xyxy.max() > 100
+
+
+@pytest.mark.parametrize("model", ["seg", "pose", "obb"])
+def test_numpy_backend_gives_the_kernels_answers(model, bgr, monkeypatch):
+    """With MODELSERVE_KERNELS=numpy (the fallback when the extension is not built) each task's
+    decode uses the NumPy references (candidate selection, rotated NMS, masks): same results."""
+    from modelserve import ops
+
+    if ops._k_nms is None:
+        pytest.skip("Cython kernels not built: both Predictors would use the reference")
+    path, img = HERE / "models" / f"{model}.onnx", bgr("bus.jpg")
+    fast = ms.load(path).predict(img)
+    monkeypatch.setenv(ops.KERNELS_ENV, "numpy")
+    monkeypatch.setattr(ops, "_warned_fallback", True)
+    with ms.load(path) as p:
+        assert p._kernels is False
+        slow = p.predict(img)
+    assert len(fast) > 3 and slow.class_id.tolist() == fast.class_id.tolist()
+    np.testing.assert_array_equal(slow.xyxy, fast.xyxy)
+    np.testing.assert_array_equal(slow.confidence, fast.confidence)
+    for key in ("keypoints", "xywhr", "masks"):
+        a, b = getattr(slow, key), getattr(fast, key)
+        assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), key

@@ -23,6 +23,8 @@ def yolo_postprocess(
     max_wh: float,
     det: np.ndarray,
     counts: np.ndarray,
+    nc: int = -1,
+    anchors: np.ndarray | None = None,
 ) -> int: ...
 def yolo_detections(
     raw: np.ndarray,
@@ -35,17 +37,3 @@ def yolo_detections(
     max_wh: float,
     scale: np.ndarray,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
-def yolo_select(
-    raw: np.ndarray,
-    nc: int,
-    conf: float,
-    thr: float,
-    max_det: int,
-    allowed: np.ndarray,
-    agnostic: bool,
-    max_nms: int,
-    max_wh: float,
-    det: np.ndarray,
-    anchors: np.ndarray,
-    counts: np.ndarray,
-) -> int: ...

@@ -494,13 +494,23 @@ def batched_nms(const float[:, ::1] boxes, const float[::1] scores, const float[
 
 def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssize_t max_det,
                      const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
-                     float[:, :, ::1] det, int64_t[::1] counts):
-    """Decode + NMS for each image of ``raw`` (B, 4+nc, N) into ``det`` (B, >= min(max_det, N), 6);
-    ``counts[b]`` receives the number of rows. ``conf`` is compared in float32 (as torch does).
+                     float[:, :, ::1] det, int64_t[::1] counts, Py_ssize_t nc=-1, int64_t[:, ::1] anchors=None):
+    """Decode + NMS for each image of ``raw`` (B, 4+nc+extra, N) on its first ``4 + nc`` channels
+    (``nc=-1``: all of them, extra = 0) into ``det`` (B, >= min(max_det, N), 6); ``counts[b]``
+    receives the number of rows and, when given, ``anchors`` (B, same rows) the kept anchors
+    (columns of ``raw``), so that the caller can gather channels after the class scores
+    (segmentation coefficients, keypoints). ``conf`` is compared in float32 (as torch does).
     Returns 0, or -1 when out of memory."""
-    cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], nc = C - 4, bi, r
+    cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], bi, r
     cdef float fconf = <float>conf
     cdef int rc = 0
+    cdef bint want = anchors is not None
+    if nc < 0:
+        nc = C - 4
+    if nc < 1 or C < 4 + nc or allowed.shape[0] < nc or det.shape[0] < B or counts.shape[0] < B \
+            or det.shape[2] != 6 or det.shape[1] < max(1, min(max_det, N)) \
+            or (want and (anchors.shape[0] < B or anchors.shape[1] < det.shape[1])):
+        raise ValueError("yolo_postprocess: inconsistent shapes")
     for bi in range(B):
         counts[bi] = 0
     if N == 0:
@@ -508,7 +518,7 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
     with nogil:
         for bi in range(B):
             r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
-                            max_nms, max_wh, &det[bi, 0, 0], NULL)
+                            max_nms, max_wh, &det[bi, 0, 0], &anchors[bi, 0] if want else NULL)
             if r < 0:
                 rc = -1
                 break
@@ -581,31 +591,3 @@ def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssiz
         free(det)
         free(counts)
 
-
-def yolo_select(const float[:, :, ::1] raw, Py_ssize_t nc, double conf, double thr, Py_ssize_t max_det,
-                const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
-                float[:, :, ::1] det, int64_t[:, ::1] anchors, int64_t[::1] counts):
-    """``yolo_postprocess`` for heads with channels after the class scores (``raw`` (B, 4+nc+extra,
-    N): segmentation coefficients, keypoints): decode + NMS on the first ``4 + nc`` channels into
-    ``det`` (B, >= min(max_det, N), 6), and the kept anchors (columns of ``raw``) into ``anchors``
-    (B, same rows), so the caller can gather the extra channels. Returns 0, or -1 (no memory)."""
-    cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], bi, r
-    cdef float fconf = <float>conf
-    cdef int rc = 0
-    if nc < 1 or C < 4 + nc or allowed.shape[0] < nc or det.shape[0] < B or anchors.shape[0] < B \
-            or counts.shape[0] < B or det.shape[2] != 6 or anchors.shape[1] < det.shape[1] \
-            or det.shape[1] < max(1, min(max_det, N)):
-        raise ValueError("yolo_select: inconsistent shapes")
-    for bi in range(B):
-        counts[bi] = 0
-    if N == 0:
-        return 0
-    with nogil:
-        for bi in range(B):
-            r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
-                            max_nms, max_wh, &det[bi, 0, 0], &anchors[bi, 0])
-            if r < 0:
-                rc = -1
-                break
-            counts[bi] = r
-    return rc

@@ -16,7 +16,10 @@ from .. import ops
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
 
-__all__ = ["Head", "Shape", "PAD_VALUE", "MAX_NMS", "check_scores", "check_class_ids", "scale_points"]
+__all__ = [
+    "Head", "Shape", "PAD_VALUE", "MAX_NMS", "fmt", "as_f32", "check_scores", "check_class_ids", "scale_points",
+    "end2end_filter", "split_layout", "select_anchors",
+]
 
 Shape = tuple  # an output's shape: ints, None for dynamic dims
 PAD_VALUE = 114  # Ultralytics' letterbox grey

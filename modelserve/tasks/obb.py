@@ -49,22 +49,11 @@ class OBBHead(Head):
         from .. import _reference, _rotated
 
         nc = self.nc
-        scores = x[4 : 4 + nc]
-        with np.errstate(invalid="ignore"):
-            cand = np.flatnonzero(scores.max(axis=0) > np.float32(opts.conf))
-        if not len(cand):
+        anchors, conf, j = _reference.yolo_candidates(x, nc, opts.conf, opts.class_array, MAX_NMS)
+        if not len(anchors):
             return np.zeros((0, 7), np.float32)
-        cls_scores = scores[:, cand]
-        j = cls_scores.argmax(axis=0)
-        conf = cls_scores[j, np.arange(len(cand))]
-        rows = np.concatenate([x[:4, cand].T, conf[:, None], j[:, None].astype(np.float32), x[4 + nc :, cand].T],
+        rows = np.concatenate([x[:4, anchors].T, conf[:, None], j[:, None].astype(np.float32), x[4 + nc :, anchors].T],
                               axis=1).astype(np.float32)
-        if opts.classes is not None:
-            rows = rows[np.isin(rows[:, 5], np.asarray(opts.classes, dtype=np.float32))]
-        if len(rows) > MAX_NMS:
-            rows = rows[_reference.torch_sort_order(rows[:, 4])[:MAX_NMS]]
-        if not len(rows):
-            return np.zeros((0, 7), np.float32)
         offset = rows[:, 5:6] * np.float32(0.0 if opts.agnostic else _reference.MAX_WH)
         boxes = np.concatenate([rows[:, :2] + offset, rows[:, 2:4], rows[:, 6:7]], axis=1)
         keep = _rotated.nms_rotated(boxes, np.ascontiguousarray(rows[:, 4]), opts.iou)[: opts.max_det]

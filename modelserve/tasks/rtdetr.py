@@ -12,7 +12,7 @@ from .. import ops
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from .base import Head, Shape, as_f32, check_class_ids, check_scores, fmt
+from .base import Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt
 
 __all__ = ["RTDETRHead", "is_rtdetr"]
 
@@ -56,10 +56,7 @@ class RTDETRHead(Head):
             raise ModelLoadError(f"expected RT-DETR output rows [batch, queries, 6], got {list(raw.shape)}")
         results = []
         for rows, image in zip(raw, images):
-            mask = rows[:, 4] > np.float32(opts.conf)
-            if opts.classes is not None:
-                mask &= np.isin(rows[:, 5], np.asarray(opts.classes, dtype=np.float32))
-            det = rows[np.flatnonzero(mask)[: opts.max_det]]
+            det = end2end_filter(rows, opts)  # Ultralytics: score > conf, classes, the first max_det
             check_scores(det[:, 4], sorted_desc=False)
             check_class_ids(det[:, 5], self.nc, COLUMNS)
             xy, half = det[:, :2], det[:, 2:4] / 2
