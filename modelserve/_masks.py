@@ -42,7 +42,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import ops as _ops
+from . import _checks
+from ._backend import use_kernels
 from ._errors import InvalidInputError
 
 try:
@@ -367,8 +368,8 @@ def process_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_xyxy: np.ndarray
     coeffs = _f32_array(coeffs, "coeffs", 2)
     protos = _f32_array(protos, "protos", 3)
     boxes = _f32_array(boxes_xyxy, "boxes_xyxy", 2)
-    th, tw = _ops._hw(tensor_hw, "tensor_hw")
-    h, w = _ops._hw(orig_hw, "orig_hw")
+    th, tw = _checks.image_hw(tensor_hw, "tensor_hw")
+    h, w = _checks.image_hw(orig_hw, "orig_hw")
     n, c = coeffs.shape
     pc, mh, mw = protos.shape
     if pc != c:
@@ -388,7 +389,7 @@ def process_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_xyxy: np.ndarray
     plan = _plan((mh, mw), (h, w))
     bounds = _box_bounds(boxes, h, w)
     offsets = np.ascontiguousarray(bounds[:, :2])
-    if _ops._use_kernels() and _k_masks is not None:
+    if use_kernels() and _k_masks is not None:
         geo = plan.geo
         areas = (bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])
         starts = np.zeros(n + 1, np.int64)

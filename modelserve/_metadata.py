@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from ._engine import Engine, TensorSpec
 from ._errors import InvalidInputError, ModelLoadError
-from .ops import MAX_IMGSZ, _is_int, _pair
+from ._checks import MAX_IMGSZ, is_int, pair
 
 __all__ = ["ModelInfo", "parse_metadata", "describe_model"]
 
@@ -44,7 +44,7 @@ def _parse_names(value: Any, source: str) -> dict[int, str]:
         value = _literal("names", value)
     if isinstance(value, (list, tuple)):
         value = dict(enumerate(value))
-    if not isinstance(value, Mapping) or not all(_is_int(k) and k >= 0 for k in value):
+    if not isinstance(value, Mapping) or not all(is_int(k) and k >= 0 for k in value):
         raise (ModelLoadError if source == "metadata" else InvalidInputError)(
             f"names from {source} must be a dict of int -> str or a list of str, got {str(value)[:80]!r}"
         )
@@ -52,12 +52,12 @@ def _parse_names(value: Any, source: str) -> dict[int, str]:
 
 
 def _parse_imgsz(value: Any, source: str) -> tuple[int, int]:
-    """``ops._pair``'s rules (an int or 1-2 ints, each in 1..MAX_IMGSZ); from metadata a refusal
+    """``_checks.pair``'s rules (an int or 1-2 ints, each in 1..MAX_IMGSZ); from metadata a refusal
     is the model's fault (:class:`ModelLoadError`)."""
     if isinstance(value, str) and source == "metadata":
         value = _literal("imgsz", value)
     try:
-        return _pair(value, f"imgsz from {source}")
+        return pair(value, f"imgsz from {source}")
     except InvalidInputError as exc:
         if source != "metadata":
             raise

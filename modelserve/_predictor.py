@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import ops
+from . import _checks
+from ._letterbox import OTYPES
 from ._batcher import Batching, MicroBatcher
 from ._detections import Detections
 from ._engine import Engine
@@ -48,14 +49,14 @@ class PredictOptions:
         for key in ("conf", "iou"):
             value = getattr(self, key)
             try:
-                unit = ops._check_unit(value, key)  # a real number (numpy scalars too), finite
+                unit = _checks.finite(value, key)  # a real number (numpy scalars too), finite
             except InvalidInputError:
                 unit = math.nan
             if not 0.0 <= unit <= 1.0:
                 raise InvalidInputError(f"{key} must be a number in [0, 1], got {value!r}")
             object.__setattr__(self, key, unit)
         # an int >= 0 (numpy ints too); beyond sys.maxsize means no limit and is clamped
-        object.__setattr__(self, "max_det", ops._check_count(self.max_det, "max_det"))
+        object.__setattr__(self, "max_det", _checks.count(self.max_det, "max_det"))
         if self.classes is not None:
             classes = (self.classes,) if isinstance(self.classes, (int, np.integer)) else self.classes
             try:
@@ -71,7 +72,7 @@ class PredictOptions:
     @functools.cached_property
     def class_array(self) -> np.ndarray | None:
         """``classes`` as the int64 array the kernels take (``None``: every class)."""
-        return ops._check_classes(self.classes)
+        return _checks.classes(self.classes)
 
     def merged(self, **overrides: Any) -> "PredictOptions":
         """A copy with the non-None ``overrides`` applied."""
@@ -117,10 +118,6 @@ def _shape_key(tensor: np.ndarray) -> tuple[int, ...]:
     return tuple(tensor.shape)
 
 
-def _round_up(value: int, stride: int) -> int:
-    return max(int(math.ceil(value / stride) * stride), stride)
-
-
 class Predictor:
     """Runs a YOLO-style detector on images. Create with :func:`modelserve.load`.
 
@@ -152,7 +149,7 @@ class Predictor:
         if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
             raise ModelLoadError(f"expected a float32 or float16 model input, got {spec.dtype}")
         self._input = spec
-        self._otype = ops._OTYPES[spec.dtype.char]
+        self._otype = OTYPES[spec.dtype.char]
         self._head = head_for(engine, info, task)
         self._run_limit = _run_limit(engine, self._head)
         self._geometries: dict[tuple[int, int], Any] = {}
@@ -161,19 +158,19 @@ class Predictor:
         stride = info.stride
         if h is not None and w is not None:
             self.dynamic = False
-            if max(h, w) > ops.MAX_IMGSZ:
-                raise ModelLoadError(f"this model's fixed input size {(h, w)} exceeds ops.MAX_IMGSZ={ops.MAX_IMGSZ}")
-            if imgsz is not None and tuple(ops._pair(imgsz, "imgsz")) != (h, w):
+            if max(h, w) > _checks.MAX_IMGSZ:
+                raise ModelLoadError(f"this model's fixed input size {(h, w)} exceeds ops.MAX_IMGSZ={_checks.MAX_IMGSZ}")
+            if imgsz is not None and tuple(_checks.pair(imgsz, "imgsz")) != (h, w):
                 raise InvalidInputError(f"this model has a fixed input size {(h, w)}; imgsz={imgsz!r} cannot apply")
             self.imgsz: tuple[int, int] = (h, w)
         else:
             self.dynamic = True
-            size = ops._pair(imgsz, "imgsz") if imgsz is not None else (info.imgsz or (_DEFAULT_IMGSZ, _DEFAULT_IMGSZ))
-            self.imgsz = (_round_up(size[0], stride), _round_up(size[1], stride))
-            if max(self.imgsz) > ops.MAX_IMGSZ:
+            size = _checks.pair(imgsz, "imgsz") if imgsz is not None else (info.imgsz or (_DEFAULT_IMGSZ, _DEFAULT_IMGSZ))
+            self.imgsz = (_checks.round_up(size[0], stride), _checks.round_up(size[1], stride))
+            if max(self.imgsz) > _checks.MAX_IMGSZ:
                 error = InvalidInputError if imgsz is not None else ModelLoadError
                 raise error(f"imgsz {size} rounded up to the model's stride {stride} gives {self.imgsz}, beyond "
-                            f"ops.MAX_IMGSZ={ops.MAX_IMGSZ}")
+                            f"ops.MAX_IMGSZ={_checks.MAX_IMGSZ}")
         self._batcher: MicroBatcher | None = None
         if batching is not None:
             self._batcher = MicroBatcher(self._run_tensors, group_key=_shape_key, **dataclasses.asdict(batching))

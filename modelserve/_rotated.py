@@ -8,7 +8,7 @@ unless ``agnostic``. This module reproduces that:
 * order: ``torch.argsort(scores, descending=True)`` (unstable): descending, every NaN first,
   ``-0.0 == 0.0``, exact ties in the order libstdc++'s ``std::sort`` leaves them (what torch's CPU
   sort runs; the kernel calls the same ``std::sort``, the NumPy fallback emulates it with
-  :func:`modelserve._reference.torch_sort_order`);
+  :func:`modelserve._numpy_ops.torch_sort_order`);
 * Fast-NMS (``ious.triu_(1)``, ``(ious > thr).sum(0) <= 0``): a box is dropped when *any*
   higher-ranked box, kept or not, has a probabilistic IoU with it ``> thr``; this is not greedy
   NMS (a suppressed box still suppresses). The comparison is in float32 against
@@ -33,7 +33,8 @@ import math
 
 import numpy as np
 
-from . import _reference, ops
+from . import _checks, _numpy_ops
+from ._backend import use_kernels
 from ._errors import InvalidInputError
 
 try:
@@ -44,14 +45,14 @@ except ImportError:  # extension not built
 __all__ = ["probiou", "nms_rotated", "batched_nms_rotated", "MAX_WH"]
 
 #: Ultralytics' per-class offset (pixels) for class-aware NMS (``non_max_suppression(max_wh=7680)``).
-MAX_WH = _reference.MAX_WH
+MAX_WH = _numpy_ops.MAX_WH
 
 _EPS = np.float32(1e-7)
 _ROW_BLOCK_ELEMS = 1 << 22  # NumPy fallback: at most this many pairwise IoUs in memory at once
 
 
 def _use_kernels() -> bool:
-    return _k_obb is not None and ops._use_kernels()
+    return _k_obb is not None and use_kernels()
 
 
 def _check_xywhr(xywhr: np.ndarray, what: str = "xywhr") -> np.ndarray:
@@ -78,7 +79,7 @@ def _check_xywhr_scores(xywhr: np.ndarray, scores: np.ndarray) -> tuple[np.ndarr
 def _check_threshold(value: float) -> np.float32:
     """A real number, not NaN, as the float32 torch compares the IoUs with (an overflowing value
     is +-inf)."""
-    thr = ops._check_threshold(value)
+    thr = _checks.threshold(value)
     if math.isnan(thr):
         raise InvalidInputError(f"iou_threshold must not be NaN, got {value!r}")
     with np.errstate(over="ignore"):
@@ -135,7 +136,7 @@ def _nms_rotated_numpy(boxes: np.ndarray, scores: np.ndarray, thr: np.float32) -
     n = boxes.shape[0]
     if n == 0 or not thr >= 0:
         return np.zeros(0, dtype=np.int64)
-    order = _reference.torch_sort_order(scores)
+    order = _numpy_ops.torch_sort_order(scores)
     with np.errstate(all="ignore"):
         p = _cov(boxes[order])
         suppressed = np.zeros(n, dtype=bool)
@@ -201,7 +202,7 @@ def batched_nms_rotated(
         raise InvalidInputError(
             f"class_ids must be an integer array with shape ({boxes.shape[0]},), got {cls.dtype} {cls.shape}"
         )
-    mw = ops._check_unit(max_wh, "max_wh")
+    mw = _checks.finite(max_wh, "max_wh")
     with np.errstate(over="ignore", invalid="ignore"):
         offsets = cls.astype(np.float32) * np.float32(mw)  # x[:, 5:6] * max_wh, in float32
     thr = _check_threshold(iou_threshold)

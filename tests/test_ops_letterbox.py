@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelserve import _reference, ops
+from modelserve import _backend, _letterbox, _numpy_ops, ops
 from modelserve._errors import InvalidInputError
 
 GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops")
-needs_kernels = pytest.mark.skipif(ops._k_letterbox is None, reason="Cython kernels not built")
+needs_kernels = pytest.mark.skipif(_letterbox._k_letterbox is None, reason="Cython kernels not built")
 
 
 def golden_image(h: int, w: int) -> np.ndarray:
@@ -63,11 +63,11 @@ with open(os.path.join(GOLDENS, "letterbox.json"), encoding="utf-8") as _fh:
 
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_matches_ultralytics_goldens(backend, monkeypatch):
-    if backend == "cython" and ops._k_letterbox is None:
+    if backend == "cython" and _letterbox._k_letterbox is None:
         pytest.skip("Cython kernels not built")
     if backend == "numpy":
         monkeypatch.setenv("MODELSERVE_KERNELS", "numpy")
-        monkeypatch.setattr(ops, "_warned_fallback", True)
+        monkeypatch.setattr(_backend, "_warned_fallback", True)
     images: dict = {}
     for case in _LETTERBOX_GOLDENS:
         h, w = case["hw"]
@@ -137,7 +137,7 @@ def test_kernel_equals_reference(h, w, nh, nw, auto, scaleup, stride, dtype, rgb
     got, info = ops.letterbox(img, (nh, nw), auto=auto, stride=stride, scaleup=scaleup, pad_value=pad,
                               bgr_to_rgb=rgb, dtype=dtype)
     ref = np.empty_like(got)
-    _reference.letterbox_into(img, ref, info.resized_wh, info.pad_lt, pad, rgb)
+    _numpy_ops.letterbox_into(img, ref, info.resized_wh, info.pad_lt, pad, rgb)
     assert same_bits(got, ref)
 
 
@@ -147,7 +147,7 @@ def test_reference_resize_equals_opencv(h, w, nh, nw):
     cv2 = pytest.importorskip("cv2")
     img = np.random.default_rng(h * 1000 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
     expected = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    assert np.array_equal(_reference.resize_bilinear(img, nw, nh), expected)
+    assert np.array_equal(_numpy_ops.resize_bilinear(img, nw, nh), expected)
 
 
 def test_matches_ultralytics_live():
@@ -234,7 +234,7 @@ def test_scale_boxes_matches_ultralytics_live():
 
 _SIMD_CHECK = """
 import numpy as np
-from modelserve import _reference, ops
+from modelserve import _numpy_ops, ops
 assert ops.backend() == "cython"
 rng = np.random.default_rng(3)
 sizes = [(720, 1280), (1080, 810), (37, 101), (1, 1), (5, 3000), (333, 517), (100, 100), (61, 29)]
@@ -245,7 +245,7 @@ for i, (h, w) in enumerate(sizes):
         for dtype in (np.float32, np.float16, np.uint8):
             got, info = ops.letterbox(img, shape, auto=bool(i % 2), dtype=dtype)
             ref = np.empty_like(got)
-            _reference.letterbox_into(img, ref, info.resized_wh, info.pad_lt, 114, True)
+            _numpy_ops.letterbox_into(img, ref, info.resized_wh, info.pad_lt, 114, True)
             assert got.tobytes() == ref.tobytes(), (h, w, shape, dtype)
 print("ok")
 """
@@ -271,8 +271,8 @@ def test_every_simd_path_is_exact(level):
 def test_plan_checks_its_tables_and_buffers():
     """The kernel's plan refuses tap tables that would read outside the image, and buffers that
     do not match its geometry, with ValueError instead of touching memory."""
-    taps = ops._taps(30, 10, True) + ops._taps(20, 8, False)
-    plan = ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *taps, ops._LUT32, ops._LUT16)
+    taps = _letterbox._taps(30, 10, True) + _letterbox._taps(20, 8, False)
+    plan = _letterbox._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *taps, _letterbox._LUT32, _letterbox._LUT16)
     img = np.zeros((20, 30, 3), np.uint8)
     out = np.empty((1, 3, 16, 16), np.float32)
     assert plan.run(img, out, 0, 114, True) == 0
@@ -282,15 +282,15 @@ def test_plan_checks_its_tables_and_buffers():
     bad = [t.copy() for t in taps]
     bad[0][-1] = 3 * 30  # x offset one pixel past the row
     with pytest.raises(ValueError, match="tap tables"):
-        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *bad, ops._LUT32, ops._LUT16)
+        _letterbox._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *bad, _letterbox._LUT32, _letterbox._LUT16)
     bad = [t.copy() for t in taps]
     bad[4][0] = 20  # row past the image
     with pytest.raises(ValueError, match="tap tables"):
-        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *bad, ops._LUT32, ops._LUT16)
+        _letterbox._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *bad, _letterbox._LUT32, _letterbox._LUT16)
     with pytest.raises(ValueError, match="tap tables"):
-        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *(t[:3] for t in taps), ops._LUT32, ops._LUT16)
+        _letterbox._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 3, 4, *(t[:3] for t in taps), _letterbox._LUT32, _letterbox._LUT16)
     with pytest.raises(ValueError, match="geometry"):
-        ops._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 7, 4, *taps, ops._LUT32, ops._LUT16)  # 7 + 10 > 16
+        _letterbox._k_letterbox.Plan(20, 30, 16, 16, 10, 8, 7, 4, *taps, _letterbox._LUT32, _letterbox._LUT16)  # 7 + 10 > 16
     with pytest.raises(ValueError, match="does not match"):
         plan.run(np.zeros((20, 31, 3), np.uint8), out, 0, 114, True)
     with pytest.raises(ValueError, match="does not match"):

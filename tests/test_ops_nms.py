@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelserve import _reference, ops
+from modelserve import _nms, _numpy_ops, ops
 from modelserve._errors import InvalidInputError
 
 GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops")
-needs_kernels = pytest.mark.skipif(ops._k_nms is None, reason="Cython kernels not built")
+needs_kernels = pytest.mark.skipif(_nms._k_nms is None, reason="Cython kernels not built")
 
 
 def _load_cases():
@@ -48,8 +48,8 @@ def test_reference_matches_torchvision_goldens():
         if c["boxes"].shape[0] > 300:
             continue  # the O(n^2) reference is slow; small cases cover its logic
         thr = float(c["thr"])
-        np.testing.assert_array_equal(_reference.nms(c["boxes"], c["scores"], thr), c["nms"])
-        np.testing.assert_array_equal(_reference.batched_nms(c["boxes"], c["scores"], c["classes"], thr), c["batched"])
+        np.testing.assert_array_equal(_numpy_ops.nms(c["boxes"], c["scores"], thr), c["nms"])
+        np.testing.assert_array_equal(_numpy_ops.batched_nms(c["boxes"], c["scores"], c["classes"], thr), c["batched"])
 
 
 def test_reference_per_class_path_matches_torchvision_exactly():
@@ -57,7 +57,7 @@ def test_reference_per_class_path_matches_torchvision_exactly():
     # follows the same std::sort, so ties come out in torchvision's order too.
     big = [c for c in CASES if c["boxes"].shape[0] == 1001][:3]
     for c in big:
-        got = _reference.batched_nms(c["boxes"], c["scores"], c["classes"], float(c["thr"]))
+        got = _numpy_ops.batched_nms(c["boxes"], c["scores"], c["classes"], float(c["thr"]))
         np.testing.assert_array_equal(got, c["batched"])
 
 
@@ -92,9 +92,9 @@ thresholds = st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0, -0.1, float("nan"), 0.45]
 @given(data=box_sets(), thr=thresholds)
 def test_kernel_equals_reference(data, thr):
     boxes, scores, classes = data
-    np.testing.assert_array_equal(ops.nms(boxes, scores, thr), _reference.nms(boxes, scores, thr))
+    np.testing.assert_array_equal(ops.nms(boxes, scores, thr), _numpy_ops.nms(boxes, scores, thr))
     np.testing.assert_array_equal(
-        ops.batched_nms(boxes, scores, classes, thr), _reference.batched_nms(boxes, scores, classes, thr)
+        ops.batched_nms(boxes, scores, classes, thr), _numpy_ops.batched_nms(boxes, scores, classes, thr)
     )
 
 

@@ -16,11 +16,11 @@ import sys
 import numpy as np
 import pytest
 
-from modelserve import _rotated, ops
+from modelserve import _backend, _nms, _rotated, ops
 from modelserve._errors import InvalidInputError
 
 GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops", "nms_rotated.npz")
-needs_kernels = pytest.mark.skipif(_rotated._k_obb is None or ops._k_nms is None, reason="kernels not built")
+needs_kernels = pytest.mark.skipif(_rotated._k_obb is None or _nms._k_nms is None, reason="kernels not built")
 THRESHOLDS = (0.05, 0.1, 0.3, 0.45, 0.5, 0.7, 0.9, 1.0, -0.1)
 
 
@@ -144,7 +144,7 @@ def _both(fn, *args):
     old = os.environ.get(ops.KERNELS_ENV)
     os.environ[ops.KERNELS_ENV] = "numpy"
     try:
-        with pytest.warns(RuntimeWarning) if not ops._warned_fallback else _nullcontext():
+        with pytest.warns(RuntimeWarning) if not _backend._warned_fallback else _nullcontext():
             ref = fn(*args)
     finally:
         if old is None:

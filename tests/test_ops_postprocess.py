@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelserve import _reference, ops
+from modelserve import _backend, _letterbox, _nms, _numpy_ops, ops
 from modelserve._errors import InvalidInputError
 
 GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops")
-needs_kernels = pytest.mark.skipif(ops._k_nms is None, reason="Cython kernels not built")
+needs_kernels = pytest.mark.skipif(_nms._k_nms is None, reason="Cython kernels not built")
 
 
 def _load_cases():
@@ -59,7 +59,7 @@ def test_reference_matches_ultralytics_goldens():
         if n_cand > 3000:
             continue  # too slow for the O(n^2) reference; small cases cover its logic
         classes = None if kwargs["classes"] is None else np.asarray(kwargs["classes"])
-        got = _reference.yolo_postprocess(raw, kwargs["conf"], kwargs["iou"], kwargs["max_det"], classes,
+        got = _numpy_ops.yolo_postprocess(raw, kwargs["conf"], kwargs["iou"], kwargs["max_det"], classes,
                                           kwargs["agnostic"], kwargs["max_nms"])
         for g, e in zip(got, expected):
             assert _bits_equal(g, e), kwargs
@@ -98,7 +98,7 @@ def raw_outputs(draw):
 def test_kernel_equals_reference(raw, conf, iou, max_det, agnostic, classes):
     got = ops.yolo_postprocess(raw, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic, classes=classes)
     cls = None if classes is None else np.asarray(classes, dtype=np.int64)
-    ref = _reference.yolo_postprocess(raw, conf, iou, max_det, cls, agnostic, 30000)
+    ref = _numpy_ops.yolo_postprocess(raw, conf, iou, max_det, cls, agnostic, 30000)
     assert len(got) == len(ref) == raw.shape[0]
     for g, r in zip(got, ref):
         assert _bits_equal(g, r)
@@ -109,19 +109,19 @@ def test_kernel_equals_reference(raw, conf, iou, max_det, agnostic, classes):
     raw=raw_outputs(),
     tensor_hw=st.sampled_from([(32, 32), (64, 96), (320, 256)]),
     source_hws=st.lists(st.tuples(st.integers(1, 400), st.integers(1, 400)), min_size=2, max_size=2),
-    backend=st.sampled_from(["cython", "numpy"] if ops._k_nms is not None else ["numpy"]),
+    backend=st.sampled_from(["cython", "numpy"] if _nms._k_nms is not None else ["numpy"]),
 )
 def test_fused_scaling_equals_postprocess_then_scale_boxes(raw, tensor_hw, source_hws, backend):
     """The Predictor's fused path (_yolo_detections with scale rows) is bit-identical to
     yolo_postprocess followed by scale_boxes, NaN, inf and signed zeros included, on both backends,
     and hands back the arrays Detections holds (float32 xyxy and confidence, int64 class_id)."""
-    scale = np.stack([ops._scale_row(tensor_hw, hw) for hw in source_hws[: raw.shape[0]]])
+    scale = np.stack([_letterbox.scale_row(tensor_hw, hw) for hw in source_hws[: raw.shape[0]]])
     old = os.environ.get(ops.KERNELS_ENV)
     os.environ[ops.KERNELS_ENV] = backend
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            arrays = ops._yolo_detections(raw, 0.1, 0.6, 20, None, False, 30000, scale, backend == "cython")
+            arrays = _nms.yolo_detections(raw, 0.1, 0.6, 20, None, False, 30000, scale, backend == "cython")
             plain = ops.yolo_postprocess(raw, conf=0.1, iou=0.6, max_det=20)
     finally:
         if old is None:
@@ -137,16 +137,16 @@ def test_fused_scaling_equals_postprocess_then_scale_boxes(raw, tensor_hw, sourc
         assert cls.tolist() == p[:, 5].astype(np.int64).tolist()
 
 
-@pytest.mark.skipif(ops._k_nms is None, reason="Cython kernels not built")
+@pytest.mark.skipif(_nms._k_nms is None, reason="Cython kernels not built")
 def test_yolo_detections_kernel_rejects_inconsistent_shapes():
     raw = np.zeros((2, 6, 10), np.float32)
     no_scale = np.zeros((0, 12), np.float32)  # (0, 12): boxes stay in tensor pixels
     allowed = np.ones(2, np.uint8)
     with pytest.raises(ValueError, match="inconsistent"):
-        ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0, np.zeros((1, 12), np.float32))
+        _nms._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0, np.zeros((1, 12), np.float32))
     with pytest.raises(ValueError, match="inconsistent"):
-        ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, np.ones(1, np.uint8), False, 100, 7680.0, no_scale)
-    assert [len(x) for x, _, _ in ops._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0,
+        _nms._k_nms.yolo_detections(raw, 0.25, 0.7, 5, np.ones(1, np.uint8), False, 100, 7680.0, no_scale)
+    assert [len(x) for x, _, _ in _nms._k_nms.yolo_detections(raw, 0.25, 0.7, 5, allowed, False, 100, 7680.0,
                                                             no_scale)] == [0, 0]
 
 
@@ -209,7 +209,7 @@ def test_matches_ultralytics_live():
 
 def test_numpy_backend_forced_by_environment(monkeypatch):
     monkeypatch.setenv("MODELSERVE_KERNELS", "numpy")
-    monkeypatch.setattr(ops, "_warned_fallback", False)
+    monkeypatch.setattr(_backend, "_warned_fallback", False)
     assert ops.backend() == "numpy"
     raw = CASES[3][0]
     with pytest.warns(RuntimeWarning, match="MODELSERVE_KERNELS=numpy"):
@@ -223,9 +223,9 @@ def test_numpy_backend_forced_by_environment(monkeypatch):
 
 def test_numpy_backend_when_not_built(monkeypatch):
     monkeypatch.delenv("MODELSERVE_KERNELS", raising=False)
-    monkeypatch.setattr(ops, "_k_nms", None)
-    monkeypatch.setattr(ops, "_KERNELS_IMPORT_ERROR", "No module named 'modelserve._kernels._nms'")
-    monkeypatch.setattr(ops, "_warned_fallback", False)
+    monkeypatch.setattr(_nms, "_k_nms", None)
+    monkeypatch.setattr(_backend, "KERNELS_IMPORT_ERROR", "No module named 'modelserve._kernels._nms'")
+    monkeypatch.setattr(_backend, "_warned_fallback", False)
     assert ops.backend() == "numpy"
     with pytest.warns(RuntimeWarning, match="build_ext --inplace"):
         ops.nms(np.zeros((1, 4)), np.ones(1), 0.5)

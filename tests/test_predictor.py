@@ -224,12 +224,12 @@ def test_numpy_backend_predictor_gives_the_same_detections(detector_path, predic
     """A Predictor loaded with MODELSERVE_KERNELS=numpy (the fallback when the extension is not
     built) uses the NumPy reference for letterbox and post-processing, and finds exactly what the
     kernels find, on real photos, alone and in a mixed-size batch."""
-    from modelserve import ops
+    from modelserve import _backend, _nms, ops
 
-    if ops._k_nms is None:
+    if _nms._k_nms is None:
         pytest.skip("Cython kernels not built: both Predictors would use the reference")
     monkeypatch.setenv(ops.KERNELS_ENV, "numpy")
-    monkeypatch.setattr(ops, "_warned_fallback", True)
+    monkeypatch.setattr(_backend, "_warned_fallback", True)
     with ms.load(detector_path) as slow:
         assert slow._kernels is False and predictor._kernels is True
         images = [bgr(n) for n in ("bus.jpg", "zidane.jpg")]

@@ -583,7 +583,7 @@ cdef class Plan:
     """The precomputed letterbox of one geometry: a ``H x W`` BGR uint8 image resized to
     ``rw x rh`` and placed at (``left``, ``top``) in a ``(3, OH, OW)`` tensor. ``xo*`` are byte
     offsets (3 * x) of the two horizontal taps, ``xa*``/``yb*`` their weights (1/2048), ``yo*`` the
-    rows (``modelserve._reference.linear_taps``); ``lut32``/``lut16`` hold the bit patterns of
+    rows (``modelserve._numpy_ops.linear_taps``); ``lut32``/``lut16`` hold the bit patterns of
     ``v / 255`` as float32/float16. The tables are checked and copied; a plan is immutable and
     may be used by many threads at once."""
 

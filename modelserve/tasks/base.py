@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import _letterbox, _nms
+from .._backend import use_kernels
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
 
@@ -22,8 +23,8 @@ __all__ = [
 ]
 
 Shape = tuple  # an output's shape: ints, None for dynamic dims
-PAD_VALUE = 114  # Ultralytics' letterbox grey
-MAX_NMS = 30000  # Ultralytics' max_nms: candidates entering NMS, highest scores first
+PAD_VALUE = _letterbox.PAD_VALUE  # Ultralytics' letterbox grey
+MAX_NMS = _nms.MAX_NMS  # Ultralytics' max_nms: candidates entering NMS, highest scores first
 _F32 = np.dtype(np.float32)
 
 
@@ -47,7 +48,7 @@ class Head:
         self.nc = len(info.names)
         self.outputs = tuple(outputs)
         self.end2end = end2end
-        self.kernels = ops._use_kernels()  # Cython kernels or the NumPy reference: chosen once, at load
+        self.kernels = use_kernels()  # Cython kernels or the NumPy reference: chosen once, at load
 
     def __repr__(self) -> str:
         kind = "end-to-end" if self.end2end else self.layout
@@ -55,10 +56,10 @@ class Head:
 
     # -- preprocessing (Ultralytics' LetterBox: centred, grey padding) ----------------------------
     def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
-        return ops._geometry(source_hw, imgsz, dynamic, stride, self.kernels)
+        return _letterbox.geometry(source_hw, imgsz, dynamic, stride, self.kernels)
 
     def fill(self, pixels: np.ndarray, bgr: bool, geometry: Any, out: np.ndarray, otype: int) -> None:
-        ops._fill(geometry.layout, geometry.plan, pixels, out, otype, PAD_VALUE, bgr)
+        _letterbox.fill(geometry.layout, geometry.plan, pixels, out, otype, PAD_VALUE, bgr)
 
     # -- outputs ----------------------------------------------------------------------------------
     def ranks(self) -> tuple[int, ...]:
@@ -111,7 +112,7 @@ def check_class_ids(raw_class: np.ndarray, nc: int, columns: str) -> None:
 
 def scale_points(points: np.ndarray, row: np.ndarray) -> np.ndarray:
     """Ultralytics' ``scale_coords`` in place on float32 ``(..., >= 2)`` points (x, y first) with
-    a letterbox scale row (``ops._scale_row``: pad[4], gain[4], bound[4]): ``(v - pad) / gain``,
+    a letterbox scale row (:func:`modelserve._letterbox.scale_row`: pad[4], gain[4], bound[4]): ``(v - pad) / gain``,
     clipped to the image."""
     for axis in (0, 1):
         v = points[..., axis]
@@ -156,5 +157,5 @@ def select_anchors(raw: np.ndarray, nc: int, opts: Any, kernels: bool) -> list[t
     """Ultralytics' ``non_max_suppression`` on the first ``4 + nc`` channels of ``[B, C, N]`` raw
     outputs (C >= 4 + nc; channels after the scores ride along, as its ``mask`` split does): per
     image the kept ``(n, 6)`` rows in tensor pixels and the anchors (columns) they came from."""
-    return ops._yolo_select(raw, nc, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic, MAX_NMS,
+    return _nms.yolo_select(raw, nc, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic, MAX_NMS,
                             kernels)

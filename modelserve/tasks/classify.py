@@ -10,7 +10,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 from PIL import Image as PILImage
 
-from .. import ops
+from .. import _letterbox
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
 from .base import Head, Shape, as_f32, fmt
@@ -112,8 +112,8 @@ class ClassifyHead(Head):
         else:  # Resize((h, w)): exactly that size
             rw, rh = tw, th
         top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))  # torchvision CenterCrop
-        layout = ops.letterbox_geometry((th, tw), (th, tw))
-        plan = ops._plan(th, tw, th, tw, (tw, th), (0, 0)) if self.kernels else None
+        layout = _letterbox.letterbox_geometry((th, tw), (th, tw))
+        plan = _letterbox.kernel_plan(th, tw, th, tw, (tw, th), (0, 0)) if self.kernels else None
         return _CropGeometry((rw, rh), (left, top), (th, tw), layout, plan)
 
     def fill(self, pixels: np.ndarray, bgr: bool, geometry: Any, out: np.ndarray, otype: int) -> None:
@@ -128,7 +128,7 @@ class ClassifyHead(Head):
             canvas.paste(img, (max(-left, 0), max(-top, 0)))
             img, left, top = canvas, max(left, 0), max(top, 0)
         crop = np.ascontiguousarray(np.asarray(img.crop((left, top, left + tw, top + th))))
-        ops._fill(geometry.layout, geometry.plan, crop, out, otype, 0, bgr)
+        _letterbox.fill(geometry.layout, geometry.plan, crop, out, otype, 0, bgr)
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Classification]:

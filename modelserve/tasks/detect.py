@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -54,13 +54,13 @@ class DetectHead(Head):
                 det = end2end_filter(rows, opts)
                 check_scores(det[:, 4], sorted_desc=False)
                 check_class_ids(det[:, 5], self.nc, E2E_COLUMNS)
-                ops._scale_with(det[:, :4], geometry.scale)
+                _letterbox.scale_with(det[:, :4], geometry.scale)
                 out.append(Detections._from_rows(det, names, image.pixels.shape[:2]))
             return out
         if raw.shape[1] != 4 + self.nc:
             raise ModelLoadError(f"expected a detector output [batch, 4+{self.nc}, boxes], got {list(raw.shape)}")
         scale = geometries[0].scale[None] if len(geometries) == 1 else np.stack([g.scale for g in geometries])
-        arrays = ops._yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
+        arrays = _nms.yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
                                       MAX_NMS, scale, self.kernels)
         results = []
         for (xyxy, conf, cls_), image in zip(arrays, images):

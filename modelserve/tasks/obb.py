@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import _nms, _rotated
 from .._detections import Detections, xywhr_corners
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -46,15 +47,13 @@ class OBBHead(Head):
         """Ultralytics' ``non_max_suppression(..., rotated=True)`` on one image's ``(4+nc+1, N)``
         outputs: best class > conf, classes filter, at most max_nms by score, rotated NMS on
         centres offset by class (probabilistic IoU), max_det. Rows: cx, cy, w, h, conf, class, angle."""
-        from .. import _reference, _rotated
-
         nc = self.nc
-        anchors, conf, j = _reference.yolo_candidates(x, nc, opts.conf, opts.class_array, MAX_NMS)
+        anchors, conf, j = _nms.yolo_candidates(x, nc, opts.conf, opts.class_array, MAX_NMS)
         if not len(anchors):
             return np.zeros((0, 7), np.float32)
         rows = np.concatenate([x[:4, anchors].T, conf[:, None], j[:, None].astype(np.float32), x[4 + nc :, anchors].T],
                               axis=1).astype(np.float32)
-        offset = rows[:, 5:6] * np.float32(0.0 if opts.agnostic else _reference.MAX_WH)
+        offset = rows[:, 5:6] * np.float32(0.0 if opts.agnostic else _nms.MAX_WH)
         boxes = np.concatenate([rows[:, :2] + offset, rows[:, 2:4], rows[:, 6:7]], axis=1)
         keep = _rotated.nms_rotated(boxes, np.ascontiguousarray(rows[:, 4]), opts.iou)[: opts.max_det]
         return np.ascontiguousarray(rows[keep])

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import _letterbox
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -75,6 +75,6 @@ class PoseHead(Head):
         if d == 3:
             check_scores(kpts[..., 2].reshape(-1), sorted_desc=False, what="keypoint confidence")
         scale_points(kpts, geometry.scale)
-        xyxy = ops._scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
+        xyxy = _letterbox.scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
         return Detections._trusted(xyxy, det[:, 4].copy(), det[:, 5].astype(np.int64), self.names,
                                    image.pixels.shape[:2], keypoints=kpts)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import _letterbox
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -26,7 +26,7 @@ def is_rtdetr(info: ModelInfo) -> bool:
 
 
 class _Stretch(NamedTuple):
-    layout: ops.LetterboxInfo
+    layout: _letterbox.LetterboxInfo
     plan: Any
     scale: np.ndarray  # unused: boxes are normalised
 
@@ -45,8 +45,8 @@ class RTDETRHead(Head):
     def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
         h, w = source_hw
         th, tw = imgsz  # LetterBox(scale_fill=True): resize to exactly the input size, no padding
-        layout = ops.LetterboxInfo((h, w), (th, tw), min(th / h, tw / w), (tw, th), (0, 0))
-        plan = ops._plan(h, w, th, tw, (tw, th), (0, 0)) if self.kernels else None
+        layout = _letterbox.LetterboxInfo((h, w), (th, tw), min(th / h, tw / w), (tw, th), (0, 0))
+        plan = _letterbox.kernel_plan(h, w, th, tw, (tw, th), (0, 0)) if self.kernels else None
         return _Stretch(layout, plan, np.zeros(12, np.float32))
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],

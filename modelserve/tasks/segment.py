@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import _letterbox
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -62,7 +62,7 @@ class SegmentHead(Head):
 
     def _result(self, det: np.ndarray, coeffs: np.ndarray, protos: np.ndarray, image: Any, geometry: Any) -> Detections:
         hw = image.pixels.shape[:2]
-        xyxy = ops._scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
+        xyxy = _letterbox.scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
         crops = process_masks(np.ascontiguousarray(coeffs, dtype=np.float32), protos, xyxy,
                                      geometry.layout.output_hw, hw)
         keep = np.flatnonzero(crops.nonempty())  # Ultralytics drops detections whose mask is empty

@@ -2,7 +2,7 @@
 
 Where torch sorts unstably (Ultralytics' ``argsort(descending=True)[:max_nms]`` cut, and
 ``torchvision.ops.batched_nms``'s final ``scores[kept].sort(descending=True)`` above 1000 boxes),
-torch and the kernels run libstdc++'s ``std::sort``; ``_reference.torch_sort_order`` emulates it.
+torch and the kernels run libstdc++'s ``std::sort``; ``_numpy_ops.torch_sort_order`` emulates it.
 Hypothesis compares the two backends of ``modelserve.ops`` bit for bit on heavily tied scores;
 fixed cases pin permutations produced by ``std::sort`` itself (GCC 12) so the reference is checked
 even where the kernels are not built.
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelserve import _reference, ops
+from modelserve import _nms, _numpy_ops, ops
 
-needs_kernels = pytest.mark.skipif(ops._k_nms is None, reason="Cython kernels not built")
+needs_kernels = pytest.mark.skipif(_nms._k_nms is None, reason="Cython kernels not built")
 
 TIED = np.array([0.3, 0.5, 0.5, 0.9], np.float32)  # 0.5 twice: more ties
 
@@ -118,7 +118,7 @@ def test_batched_nms_nothing_suppressed_is_the_torch_sort_order(n, seed, levels)
     kernel, reference = _on_both_backends(lambda: ops.batched_nms(boxes, scores, classes, 0.5))
     np.testing.assert_array_equal(kernel, reference)
     assert sorted(kernel.tolist()) == list(range(n))
-    np.testing.assert_array_equal(_reference.torch_sort_order(scores), kernel)
+    np.testing.assert_array_equal(_numpy_ops.torch_sort_order(scores), kernel)
 
 
 def _regression_raw() -> np.ndarray:
@@ -140,7 +140,7 @@ REGRESSION_ANCHORS = [21, 0, 35, 7, 14, 28, 30, 23, 24, 25]
 
 
 def test_regression_reference_max_nms_cut_keeps_std_sort_choice():
-    (det,) = _reference.yolo_postprocess(_regression_raw(), 0.25, 0.7, 300, None, False, 10)
+    (det,) = _numpy_ops.yolo_postprocess(_regression_raw(), 0.25, 0.7, 300, None, False, 10)
     anchors = ((det[:, 0] + 5 - 50) / 100).astype(int).tolist()
     assert anchors == REGRESSION_ANCHORS
     assert det[:, 4].tolist() == [np.float32(0.9)] * 6 + [np.float32(0.5)] * 4
@@ -184,7 +184,7 @@ STD_SORT_CASES = [
 
 @pytest.mark.parametrize("scores,expected", STD_SORT_CASES, ids=["17-equal", "nan-signed-zero", "40-equal", "48-tied"])
 def test_torch_sort_order_is_std_sort(scores, expected):
-    got = _reference.torch_sort_order(np.asarray(scores, np.float32))
+    got = _numpy_ops.torch_sort_order(np.asarray(scores, np.float32))
     assert got.dtype == np.int64
     assert got.tolist() == expected
 
@@ -193,6 +193,6 @@ def test_torch_sort_order_without_ties_is_the_stable_order():
     rng = np.random.default_rng(0)
     scores = rng.permutation(5000).astype(np.float32) / 5000
     scores[[3, 17]] = np.nan, 1.0  # one NaN is not a tie
-    np.testing.assert_array_equal(_reference.torch_sort_order(scores), _reference.sort_order(scores))
+    np.testing.assert_array_equal(_numpy_ops.torch_sort_order(scores), _numpy_ops.sort_order(scores))
     for n in range(3):
-        np.testing.assert_array_equal(_reference.torch_sort_order(np.full(n, 0.5, np.float32)), np.arange(n))
+        np.testing.assert_array_equal(_numpy_ops.torch_sort_order(np.full(n, 0.5, np.float32)), np.arange(n))
