@@ -25,7 +25,7 @@ try:
 except ImportError:  # extension not built
     _k_nms = None  # type: ignore[assignment]
 
-__all__ = ["nms", "batched_nms", "yolo_postprocess", "yolo_detections", "yolo_select", "yolo_candidates", "MAX_WH"]
+__all__ = ["nms", "batched_nms", "yolo_postprocess", "yolo_detections", "yolo_select", "yolo_candidates", "model_boxes", "MAX_WH"]
 
 #: Ultralytics' per-class box offset (pixels) for class-aware NMS (``non_max_suppression(max_wh=7680)``).
 MAX_WH = _numpy_ops.MAX_WH
@@ -33,6 +33,18 @@ MAX_WH = _numpy_ops.MAX_WH
 MAX_NMS = 30000
 
 yolo_candidates = _numpy_ops.yolo_candidates
+
+
+def model_boxes(raw: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A model's raw ``[B, 4+..., N]`` outputs as the decoders take them: C-contiguous float32, and
+    whether channels 0-3 are already x1, y1, x2, y2. Float16 outputs (half-precision exports) get
+    their corners computed in float16, as Ultralytics' ``xywh2xyxy`` computes them on half tensors,
+    so that the boxes match its answers exactly."""
+    if raw.dtype == np.float16:
+        return _numpy_ops.half_xyxy(raw), True
+    if raw.dtype != np.float32 or not raw.flags.c_contiguous:
+        raw = np.ascontiguousarray(raw, dtype=np.float32)
+    return raw, False
 
 
 @functools.lru_cache(maxsize=16)
@@ -102,38 +114,39 @@ def _allowed(class_arr: np.ndarray | None, nc: int) -> np.ndarray:
 
 def yolo_detections(
     raw: np.ndarray, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None, agnostic: bool,
-    max_nms: int, scale: np.ndarray, kernels: bool,
+    max_nms: int, scale: np.ndarray, kernels: bool, xyxy: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The Predictor's post-processing: :func:`yolo_postprocess` on validated arguments (``raw``
     C-contiguous float32) with each image's boxes mapped back by its ``(B, 12)`` ``scale`` row,
-    straight into ``(xyxy, confidence, class_id)`` arrays per image."""
+    straight into ``(xyxy, confidence, class_id)`` arrays per image. ``xyxy``: channels 0-3 are
+    already corners (:func:`model_boxes` of a half-precision model's outputs)."""
     if not kernels:
-        dets = _numpy_ops.yolo_postprocess(raw, conf, iou, max_det, class_arr, agnostic, max_nms)
+        dets = _numpy_ops.yolo_postprocess(raw, conf, iou, max_det, class_arr, agnostic, max_nms, xyxy)
         out = []
         for det, row in zip(dets, scale):
             out.append((scale_with(det[:, :4].copy(), row), det[:, 4].copy(), det[:, 5].astype(np.int64)))
         return out
     allowed = _allowed(class_arr, raw.shape[1] - 4)
-    return _k_nms.yolo_detections(raw, conf, iou, max_det, allowed, agnostic, max_nms, MAX_WH, scale)
+    return _k_nms.yolo_detections(raw, conf, iou, max_det, allowed, agnostic, max_nms, MAX_WH, scale, xyxy)
 
 
 def yolo_select(
     raw: np.ndarray, nc: int, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None, agnostic: bool,
-    max_nms: int, kernels: bool,
+    max_nms: int, kernels: bool, xyxy: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`yolo_postprocess` on the first ``4 + nc`` channels of ``[B, C, N]`` validated outputs
     (C-contiguous float32, C >= 4 + nc): per image the kept ``(n, 6)`` rows in tensor pixels and
     the ``(n,)`` int64 anchors (columns of ``raw``) they came from, for heads with channels after
     the class scores (segmentation coefficients, keypoints)."""
     if not kernels:
-        return _numpy_ops.yolo_select(raw, nc, conf, iou, max_det, class_arr, agnostic, max_nms)
+        return _numpy_ops.yolo_select(raw, nc, conf, iou, max_det, class_arr, agnostic, max_nms, xyxy)
     batch, _, n = raw.shape
     rows = max(1, min(max_det, n))
     det = np.empty((batch, rows, 6), dtype=np.float32)
     anchors = np.empty((batch, rows), dtype=np.int64)
     counts = np.zeros(batch, dtype=np.int64)
     rc = _k_nms.yolo_postprocess(raw, conf, iou, max_det, _allowed(class_arr, nc), agnostic, max_nms,
-                                 MAX_WH, det, counts, nc, anchors)
+                                 MAX_WH, det, counts, nc, anchors, xyxy)
     if rc != 0:
         raise MemoryError("yolo_postprocess: out of memory")
     return [(det[b, : counts[b]], anchors[b, : counts[b]]) for b in range(batch)]

@@ -403,13 +403,27 @@ def yolo_postprocess(
     classes: np.ndarray | None = None,
     agnostic: bool = False,
     max_nms: int = 30000,
+    xyxy: bool = False,
 ) -> list[np.ndarray]:
     """Ultralytics' ``non_max_suppression`` for ``[B, 4+nc, N]`` float32 outputs (single label per box).
 
     Returns one ``(n, 6)`` float32 array per image: ``x1, y1, x2, y2, confidence, class``.
+    ``xyxy``: the first four channels are already x1, y1, x2, y2 (see :func:`half_xyxy`).
     """
     nc = raw.shape[1] - 4
-    return [det for det, _ in yolo_select(raw, nc, conf, iou, max_det, classes, agnostic, max_nms)]
+    return [det for det, _ in yolo_select(raw, nc, conf, iou, max_det, classes, agnostic, max_nms, xyxy)]
+
+
+def half_xyxy(raw: np.ndarray) -> np.ndarray:
+    """Float16 ``[B, 4+..., N]`` outputs as float32 with channels 0-3 turned into x1, y1, x2, y2 in
+    float16 arithmetic, as Ultralytics' ``xywh2xyxy`` computes them on a half-precision model's
+    outputs (each operation rounded to float16, like torch's CPU half arithmetic)."""
+    out = raw.astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        half = raw[:, 2:4] / np.float16(2)
+        out[:, 0:2] = raw[:, 0:2] - half
+        out[:, 2:4] = raw[:, 0:2] + half
+    return out
 
 
 def yolo_select(
@@ -421,6 +435,7 @@ def yolo_select(
     classes: np.ndarray | None = None,
     agnostic: bool = False,
     max_nms: int = 30000,
+    xyxy: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`yolo_postprocess` on the first ``4 + nc`` channels of ``[B, 4+nc+extra, N]`` outputs;
     per image the ``(n, 6)`` rows and the ``(n,)`` int64 anchors (columns of ``raw``) they came from."""
@@ -431,7 +446,9 @@ def yolo_select(
         if anchors.size == 0:
             out.append(none)
             continue
-        boxes = _xywh2xyxy(np.ascontiguousarray(raw[b, :4][:, anchors].T))
+        boxes = np.ascontiguousarray(raw[b, :4][:, anchors].T)
+        if not xyxy:
+            boxes = _xywh2xyxy(boxes)
         det = np.concatenate([boxes, confs[:, None], j[:, None].astype(np.float32)], axis=1).astype(np.float32)
         offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)  # float32, as Ultralytics
         keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)[:max_det]

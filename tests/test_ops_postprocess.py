@@ -137,6 +137,25 @@ def test_fused_scaling_equals_postprocess_then_scale_boxes(raw, tensor_hw, sourc
         assert cls.tolist() == p[:, 5].astype(np.int64).tolist()
 
 
+@needs_kernels
+@settings(max_examples=60, deadline=None)
+@given(raw=raw_outputs(), agnostic=st.booleans())
+def test_corners_first_path_is_the_same_on_both_backends(raw, agnostic):
+    """Half-precision outputs reach NMS with their corners already computed (model_boxes): the
+    kernel's xyxy mode equals the NumPy version's, rows and anchors, bit for bit."""
+    corners, xyxy = _nms.model_boxes(raw.astype(np.float16))
+    assert xyxy and corners.dtype == np.float32
+    nc = raw.shape[1] - 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fast = _nms.yolo_select(corners, nc, 0.1, 0.6, 20, None, agnostic, 30000, True, True)
+        slow = _nms.yolo_select(corners, nc, 0.1, 0.6, 20, None, agnostic, 30000, False, True)
+    for b, ((d1, a1), (d2, a2)) in enumerate(zip(fast, slow)):
+        assert _bits_equal(d1, d2) and a1.tolist() == a2.tolist()
+        # the rows' boxes are the corner channels as they are (no second xywh2xyxy)
+        assert _bits_equal(d1[:, :4], np.ascontiguousarray(corners[b, :4][:, a1].T))
+
+
 @pytest.mark.skipif(_nms._k_nms is None, reason="Cython kernels not built")
 def test_yolo_detections_kernel_rejects_inconsistent_shapes():
     raw = np.zeros((2, 6, 10), np.float32)

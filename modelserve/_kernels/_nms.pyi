@@ -25,6 +25,7 @@ def yolo_postprocess(
     counts: np.ndarray,
     nc: int = -1,
     anchors: np.ndarray | None = None,
+    xyxy: bool = False,
 ) -> int: ...
 def yolo_detections(
     raw: np.ndarray,
@@ -36,4 +37,5 @@ def yolo_detections(
     max_nms: int,
     max_wh: float,
     scale: np.ndarray,
+    xyxy: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...

@@ -331,9 +331,20 @@ cdef extern from *:
 
     /* One image of Ultralytics' non_max_suppression (single label). raw: (4 + nc, N) row-major.
        det: up to max_det rows of (x1, y1, x2, y2, conf, class). Returns rows, or -1 (no memory). */
+    /* Anchor a's box as x1, y1, x2, y2: Ultralytics' xywh2xyxy in float32 (cx - w / 2, ...), or the
+       first four channels as they are when the caller already converted them (xyxy != 0). */
+    static inline void ms_anchor_box(const float *raw, Py_ssize_t N, Py_ssize_t a, int xyxy, float *b) {
+        if (xyxy) {
+            b[0] = raw[a]; b[1] = raw[N + a]; b[2] = raw[2 * N + a]; b[3] = raw[3 * N + a];
+        } else {
+            const float hw = raw[2 * N + a] / 2.0f, hh = raw[3 * N + a] / 2.0f;
+            b[0] = raw[a] - hw; b[1] = raw[N + a] - hh; b[2] = raw[a] + hw; b[3] = raw[N + a] + hh;
+        }
+    }
+
     static Py_ssize_t ms_yolo_one(const float *raw, Py_ssize_t nc, Py_ssize_t N, float conf, double thr,
                                   Py_ssize_t max_det, const uint8_t *allowed, int agnostic, Py_ssize_t max_nms,
-                                  float max_wh, float *det, int64_t *anchors) {
+                                  float max_wh, int xyxy, float *det, int64_t *anchors) {
         const Py_ssize_t TILE = 512;
         const float *scores = raw + 4 * N;
         Py_ssize_t t0, i, c, n = 0, nk = -1;
@@ -413,12 +424,12 @@ cdef extern from *:
         for (i = 0; i < n; i++) {
             const Py_ssize_t a = idx[i];
             const int32_t j = arg[a];
-            const float hw = raw[2 * N + a] / 2.0f, hh = raw[3 * N + a] / 2.0f;
             const float off = agnostic ? 0.0f : (float)j * max_wh;
-            bx[4 * i] = (raw[a] - hw) + off;
-            bx[4 * i + 1] = (raw[N + a] - hh) + off;
-            bx[4 * i + 2] = (raw[a] + hw) + off;
-            bx[4 * i + 3] = (raw[N + a] + hh) + off;
+            ms_anchor_box(raw, N, a, xyxy, bx + 4 * i);
+            bx[4 * i] += off;
+            bx[4 * i + 1] += off;
+            bx[4 * i + 2] += off;
+            bx[4 * i + 3] += off;
             cls[i] = j;
         }
         if (!agnostic) per_class = ms_classes_separated(n, bx, cls, nc, thr, bx + 9 * n, bx + 9 * n + nc, seen);
@@ -426,11 +437,7 @@ cdef extern from *:
         nk = ms_nms(n, bx, per_class ? cls : NULL, reg, reg + nc + 1, nc, thr, max_det, keep, bx + 4 * n);
         for (i = 0; i < nk; i++) {
             const Py_ssize_t a = idx[keep[i]];
-            const float hw = raw[2 * N + a] / 2.0f, hh = raw[3 * N + a] / 2.0f;
-            det[6 * i] = raw[a] - hw;
-            det[6 * i + 1] = raw[N + a] - hh;
-            det[6 * i + 2] = raw[a] + hw;
-            det[6 * i + 3] = raw[N + a] + hh;
+            ms_anchor_box(raw, N, a, xyxy, det + 6 * i);
             det[6 * i + 4] = sc[a];
             det[6 * i + 5] = (float)arg[a];
             if (anchors != NULL) anchors[i] = (int64_t)a;
@@ -460,7 +467,7 @@ cdef extern from *:
                           int64_t* out, int unstable_order) nogil
     Py_ssize_t ms_yolo_one(const float* raw, Py_ssize_t nc, Py_ssize_t N, float conf, double thr,
                            Py_ssize_t max_det, const uint8_t* allowed, int agnostic, Py_ssize_t max_nms,
-                           float max_wh, float* det, int64_t* anchors) nogil
+                           float max_wh, int xyxy, float* det, int64_t* anchors) nogil
     void ms_scale_rows(float* det, Py_ssize_t n, const float* s) nogil
 
 
@@ -494,12 +501,14 @@ def batched_nms(const float[:, ::1] boxes, const float[::1] scores, const float[
 
 def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssize_t max_det,
                      const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
-                     float[:, :, ::1] det, int64_t[::1] counts, Py_ssize_t nc=-1, int64_t[:, ::1] anchors=None):
+                     float[:, :, ::1] det, int64_t[::1] counts, Py_ssize_t nc=-1, int64_t[:, ::1] anchors=None,
+                     bint xyxy=False):
     """Decode + NMS for each image of ``raw`` (B, 4+nc+extra, N) on its first ``4 + nc`` channels
     (``nc=-1``: all of them, extra = 0) into ``det`` (B, >= min(max_det, N), 6); ``counts[b]``
     receives the number of rows and, when given, ``anchors`` (B, same rows) the kept anchors
     (columns of ``raw``), so that the caller can gather channels after the class scores
     (segmentation coefficients, keypoints). ``conf`` is compared in float32 (as torch does).
+    ``xyxy``: the first four channels are already x1, y1, x2, y2 (not cx, cy, w, h).
     Returns 0, or -1 when out of memory."""
     cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], bi, r
     cdef float fconf = <float>conf
@@ -518,7 +527,7 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
     with nogil:
         for bi in range(B):
             r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
-                            max_nms, max_wh, &det[bi, 0, 0], &anchors[bi, 0] if want else NULL)
+                            max_nms, max_wh, xyxy, &det[bi, 0, 0], &anchors[bi, 0] if want else NULL)
             if r < 0:
                 rc = -1
                 break
@@ -528,11 +537,12 @@ def yolo_postprocess(const float[:, :, ::1] raw, double conf, double thr, Py_ssi
 
 def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssize_t max_det,
                     const uint8_t[::1] allowed, bint agnostic, Py_ssize_t max_nms, float max_wh,
-                    const float[:, ::1] scale):
+                    const float[:, ::1] scale, bint xyxy=False):
     """``yolo_postprocess`` straight into the arrays :class:`modelserve.Detections` holds: one
     ``(xyxy (n, 4) float32, confidence (n,) float32, class_id (n,) int64)`` tuple per image (the
     Predictor's path: no intermediate ``(n, 6)`` arrays). ``scale``: (0, 12), or (B, 12) rows that
-    map each image's boxes back to its source pixels. Raises MemoryError when out of memory."""
+    map each image's boxes back to its source pixels; ``xyxy`` as for ``yolo_postprocess``. Raises
+    MemoryError when out of memory."""
     cdef Py_ssize_t B = raw.shape[0], C = raw.shape[1], N = raw.shape[2], nc = C - 4, bi, i, n, r = 0
     cdef Py_ssize_t rows = max(1, min(max_det, N))
     cdef float fconf = <float>conf
@@ -557,7 +567,7 @@ def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssiz
                 if N == 0:
                     continue
                 r = ms_yolo_one(&raw[bi, 0, 0], nc, N, fconf, thr, max_det, &allowed[0], agnostic,
-                                max_nms, max_wh, det + bi * rows * 6, NULL)
+                                max_nms, max_wh, xyxy, det + bi * rows * 6, NULL)
                 if r < 0:
                     rc = -1
                     break
@@ -571,10 +581,10 @@ def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssiz
             n = counts[bi]
             dims[0] = n
             dims[1] = 4
-            xyxy = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+            boxes = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
             confidence = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
             class_id = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
-            xy = <float*>cnp.PyArray_DATA(xyxy)
+            xy = <float*>cnp.PyArray_DATA(boxes)
             cf = <float*>cnp.PyArray_DATA(confidence)
             cl = <int64_t*>cnp.PyArray_DATA(class_id)
             src = det + bi * rows * 6
@@ -585,7 +595,7 @@ def yolo_detections(const float[:, :, ::1] raw, double conf, double thr, Py_ssiz
                 xy[4 * i + 3] = src[6 * i + 3]
                 cf[i] = src[6 * i + 4]
                 cl[i] = <int64_t>src[6 * i + 5]
-            out.append((xyxy, confidence, class_id))
+            out.append((boxes, confidence, class_id))
         return out
     finally:
         free(det)

@@ -153,9 +153,11 @@ def split_layout(shape: Shape, nc: int, extra: int, end2end: bool | None, task: 
                          f"got {fmt(shape)}")
 
 
-def select_anchors(raw: np.ndarray, nc: int, opts: Any, kernels: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def select_anchors(raw: np.ndarray, nc: int, opts: Any, kernels: bool,
+                   xyxy: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """Ultralytics' ``non_max_suppression`` on the first ``4 + nc`` channels of ``[B, C, N]`` raw
     outputs (C >= 4 + nc; channels after the scores ride along, as its ``mask`` split does): per
-    image the kept ``(n, 6)`` rows in tensor pixels and the anchors (columns) they came from."""
+    image the kept ``(n, 6)`` rows in tensor pixels and the anchors (columns) they came from.
+    ``xyxy``: channels 0-3 are already corners (:func:`modelserve._nms.model_boxes`)."""
     return _nms.yolo_select(raw, nc, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic, MAX_NMS,
-                            kernels)
+                            kernels, xyxy)

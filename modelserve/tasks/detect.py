@@ -44,9 +44,9 @@ class DetectHead(Head):
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
-        raw = as_f32(outs[0])
         names = self.names
         if self.end2end:
+            raw = as_f32(outs[0])
             if raw.shape[2] != 6:
                 raise ModelLoadError(f"expected end-to-end output rows [batch, N, 6], got {list(raw.shape)}")
             out = []
@@ -57,11 +57,12 @@ class DetectHead(Head):
                 _letterbox.scale_with(det[:, :4], geometry.scale)
                 out.append(Detections._from_rows(det, names, image.pixels.shape[:2]))
             return out
+        raw, xyxy = _nms.model_boxes(outs[0])
         if raw.shape[1] != 4 + self.nc:
             raise ModelLoadError(f"expected a detector output [batch, 4+{self.nc}, boxes], got {list(raw.shape)}")
         scale = geometries[0].scale[None] if len(geometries) == 1 else np.stack([g.scale for g in geometries])
         arrays = _nms.yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
-                                      MAX_NMS, scale, self.kernels)
+                                      MAX_NMS, scale, self.kernels, xyxy)
         results = []
         for (xyxy, conf, cls_), image in zip(arrays, images):
             check_scores(conf, sorted_desc=True)

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import _letterbox
+from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -53,16 +53,16 @@ class PoseHead(Head):
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
-        raw = as_f32(outs[0])
         results = []
         if self.end2end:
-            for rows, image, geometry in zip(raw, images, geometries):
+            for rows, image, geometry in zip(as_f32(outs[0]), images, geometries):
                 det = end2end_filter(rows, opts)
                 check_scores(det[:, 4], sorted_desc=False)
                 check_class_ids(det[:, 5], self.nc, "x1, y1, x2, y2, conf, class, keypoints")
                 results.append(self._result(det[:, :6], det[:, 6:], image, geometry))
             return results
-        selected = select_anchors(raw, self.nc, opts, self.kernels)
+        raw, xyxy = _nms.model_boxes(outs[0])
+        selected = select_anchors(raw, self.nc, opts, self.kernels, xyxy)
         for b, ((det, anchors), image, geometry) in enumerate(zip(selected, images, geometries)):
             check_scores(det[:, 4], sorted_desc=True)
             extra = raw[b, 4 + self.nc :, :][:, anchors].T

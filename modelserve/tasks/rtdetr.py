@@ -51,6 +51,7 @@ class RTDETRHead(Head):
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
+        half = outs[0].dtype == np.float16
         raw = as_f32(outs[0])
         if raw.shape[2] != 6:
             raise ModelLoadError(f"expected RT-DETR output rows [batch, queries, 6], got {list(raw.shape)}")
@@ -59,11 +60,19 @@ class RTDETRHead(Head):
             det = end2end_filter(rows, opts)  # Ultralytics: score > conf, classes, the first max_det
             check_scores(det[:, 4], sorted_desc=False)
             check_class_ids(det[:, 5], self.nc, COLUMNS)
-            xy, half = det[:, :2], det[:, 2:4] / 2
-            xyxy = np.concatenate([xy - half, xy + half], axis=1)
             oh, ow = image.pixels.shape[:2]
-            xyxy[:, [0, 2]] *= np.float32(ow)
-            xyxy[:, [1, 3]] *= np.float32(oh)
+            xyxy = _corners(det[:, :4], ow, oh, np.float16 if half else np.float32)
             results.append(Detections._trusted(np.ascontiguousarray(xyxy, dtype=np.float32), det[:, 4].copy(),
                                                det[:, 5].astype(np.int64), self.names, (oh, ow)))
         return results
+
+
+def _corners(cxcywh: np.ndarray, ow: int, oh: int, dtype: type) -> np.ndarray:
+    """Normalised cx, cy, w, h rows to x1, y1, x2, y2 image pixels as Ultralytics computes them in the
+    model's output precision: ``xywh2xyxy``, then ``*= ow`` / ``*= oh`` in place; in float16 each
+    operation is rounded to float16 (torch's half arithmetic through float32)."""
+    b = cxcywh.astype(dtype)
+    xy, half = b[:, :2], b[:, 2:4] / dtype(2)
+    xyxy = np.concatenate([xy - half, xy + half], axis=1)
+    scale = np.array([ow, oh, ow, oh], np.float32)
+    return np.ascontiguousarray((xyxy.astype(np.float32) * scale).astype(dtype), dtype=np.float32)

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import _letterbox
+from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -44,16 +44,17 @@ class SegmentHead(Head):
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
-        raw, protos = as_f32(outs[0]), as_f32(outs[1])
+        protos = as_f32(outs[1])
         results = []
         if self.end2end:
-            for b, (rows, image, geometry) in enumerate(zip(raw, images, geometries)):
+            for b, (rows, image, geometry) in enumerate(zip(as_f32(outs[0]), images, geometries)):
                 det = end2end_filter(rows, opts)
                 check_scores(det[:, 4], sorted_desc=False)
                 check_class_ids(det[:, 5], self.nc, f"x1, y1, x2, y2, conf, class, {self.nm} mask coefficients")
                 results.append(self._result(det[:, :6], det[:, 6:], protos[b], image, geometry))
             return results
-        selected = select_anchors(raw, self.nc, opts, self.kernels)
+        raw, xyxy = _nms.model_boxes(outs[0])
+        selected = select_anchors(raw, self.nc, opts, self.kernels, xyxy)
         for b, ((det, anchors), image, geometry) in enumerate(zip(selected, images, geometries)):
             check_scores(det[:, 4], sorted_desc=True)
             coeffs = raw[b, 4 + self.nc :, :][:, anchors].T
