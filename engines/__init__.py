@@ -27,7 +27,7 @@ from typing import Any
 
 from ._onnxruntime import OnnxRuntimeEngine
 from ._openvino import OpenVINOEngine
-from ._tensorrt import TensorRTEngine
+from .tensorrt import TensorRTEngine
 
 __all__ = ["OnnxRuntimeEngine", "OpenVINOEngine", "TensorRTEngine"]
 

@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._devices import parse_device as split_device
 from .._engine import Engine, TensorSpec
 from .._errors import EngineUnavailableError, InvalidInputError, ModelLoadError, ModelserveError
 
@@ -79,23 +80,25 @@ _EXTRAS = {
 _OV_DEVICES = ("CPU", "GPU", "NPU")
 
 
-def _parse_device(device: str) -> tuple[str, int | str]:
-    """``(provider kind, GPU index or OpenVINO device type)``."""
-    dev = str(device).strip().lower()
-    kind, sep, rest = dev.partition(":")
-    if kind == "cpu" and not sep:
+def parse_device(device: str) -> tuple[str, int | str]:
+    """``(provider kind, GPU index or OpenVINO device type)``: ``"cpu"`` -> ``("cpu", 0)``,
+    ``"cuda:1"`` -> ``("cuda", 1)``, ``"openvino:gpu"`` -> ``("openvino", "GPU")``."""
+    kind, where = split_device(device)
+    if kind == "cpu" and where is None:
         return "cpu", 0
-    if kind in ("cuda", "tensorrt") and (not sep or rest.isdigit()):
-        return kind, int(rest) if sep else 0
-    if kind == "openvino" and (not sep or rest.upper() in _OV_DEVICES):
-        return "openvino", rest.upper() if sep else "CPU"
+    if kind in ("cuda", "tensorrt") and not isinstance(where, str):
+        return kind, where or 0
+    if kind == "openvino" and where is None:
+        return "openvino", "CPU"
+    if kind == "openvino" and isinstance(where, str) and where.upper() in _OV_DEVICES:
+        return "openvino", where.upper()
     raise InvalidInputError(
         "device must be 'cpu', 'cuda', 'cuda:N', 'tensorrt', 'tensorrt:N', 'openvino' or "
         f"'openvino:CPU|GPU|NPU' for onnxruntime, got {device!r}"
     )
 
 
-def _providers(kind: str, where: int | str, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def provider_list(kind: str, where: int | str, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The provider list for one device: primary provider first, with its options."""
     extra = dict(options.get("provider_options") or {})
     fp16, cache_dir = options.get("fp16"), options.get("cache_dir")
@@ -144,13 +147,13 @@ class OnnxRuntimeEngine(Engine):
 
     def __init__(self, path: str, *, device: str = "cpu", **options: Any) -> None:
         ort = _import_ort()
-        kind, where = _parse_device(device)
+        kind, where = parse_device(device)
         self.device = kind if kind == "cpu" else f"{kind}:{where}"
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")
         sess_options = self._session_options(ort, dict(options))
-        providers = _providers(kind, where, options)
+        providers = provider_list(kind, where, options)
         wanted = providers[0][0]
         if kind != "cpu":
             available = ort.get_available_providers()
@@ -230,7 +233,7 @@ class OnnxRuntimeEngine(Engine):
     @classmethod
     def uses_cache_dir(cls, device: str) -> bool:
         """The TensorRT and OpenVINO providers cache compiled models in ``cache_dir``."""
-        return str(device).strip().lower().split(":")[0] in ("tensorrt", "openvino")
+        return split_device(device)[0] in ("tensorrt", "openvino")
 
     @classmethod
     def available_devices(cls) -> tuple[str, ...]:

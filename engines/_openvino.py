@@ -43,12 +43,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._devices import parse_device as split_device
 from .._engine import Engine, TensorSpec
 from .._errors import EngineUnavailableError, InvalidInputError, ModelLoadError, ModelserveError
 from ._onnxinfo import read_onnx_info
 from ._pool import SlotPool
 
-__all__ = ["OpenVINOEngine", "parse_device", "read_ultralytics_yaml"]
+__all__ = ["OpenVINOEngine"]
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 _PRECISIONS = {"f32": "f32", "f16": "f16", "bf16": "bf16", "default": None}
@@ -76,11 +77,11 @@ def _get_core() -> Any:
 
 def parse_device(device: str) -> str:
     """modelserve's device name -> OpenVINO's (``"gpu:1"`` -> ``"GPU.1"``)."""
-    dev = str(device).strip().lower()
-    if dev in ("cpu", "gpu", "npu", "auto"):
-        return dev.upper()
-    if dev.startswith("gpu:") and dev[4:].isdigit():
-        return f"GPU.{int(dev[4:])}"
+    family, where = split_device(device)
+    if family in ("cpu", "gpu", "npu", "auto") and where is None:
+        return family.upper()
+    if family == "gpu" and isinstance(where, int):
+        return f"GPU.{where}"
     raise InvalidInputError(f"device must be 'cpu', 'gpu', 'gpu:N', 'npu' or 'auto' for openvino, got {device!r}")
 
 

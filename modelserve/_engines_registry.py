@@ -67,7 +67,7 @@ ENTRY_POINT_GROUP = "modelserve.engines"
 _BUILTIN: dict[str, str] = {
     "onnxruntime": "modelserve.engines._onnxruntime:OnnxRuntimeEngine",
     "openvino": "modelserve.engines._openvino:OpenVINOEngine",
-    "tensorrt": "modelserve.engines._tensorrt:TensorRTEngine",
+    "tensorrt": "modelserve.engines.tensorrt:TensorRTEngine",
 }
 
 _ALIASES = {"ort": "onnxruntime", "ov": "openvino", "trt": "tensorrt"}

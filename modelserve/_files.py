@@ -6,15 +6,19 @@ with ``O_NONBLOCK`` and checks what it got with ``fstat``, so whatever is at the
 moment (also something swapped in after an earlier check) is used only if it is a regular file.
 Images, model paths and every file of the registry are opened, or checked, through here; each
 caller chooses the typed error it raises (``refuse``).
+
+:func:`atomic_write` replaces a file so that a reader sees the old bytes or the new ones, never
+a mix or a truncated file.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from typing import BinaryIO, Callable
 
-__all__ = ["NONBLOCK", "OPEN_FLAGS", "file_kind", "kind_at", "open_regular", "open_read"]
+__all__ = ["NONBLOCK", "OPEN_FLAGS", "atomic_write", "file_kind", "kind_at", "open_regular", "open_read"]
 
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 #: Flags every open adds: binary on Windows, not inherited by child processes.
@@ -82,4 +86,24 @@ def open_read(path: str | os.PathLike[str], *, refuse: Callable[[str], BaseExcep
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: into a temporary file beside it (``.tmp-*``), which
+    is fsynced and then moved over ``path`` with ``os.replace``. On any failure (a full disk) the
+    temporary file is removed and ``path`` is left as it was; the ``OSError`` propagates."""
+    directory = os.path.dirname(os.fspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise

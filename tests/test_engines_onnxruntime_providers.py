@@ -8,7 +8,7 @@ import modelserve as ms
 
 ort = pytest.importorskip("onnxruntime")
 from modelserve.engines import OnnxRuntimeEngine  # noqa: E402
-from modelserve.engines._onnxruntime import _parse_device, _providers  # noqa: E402
+from modelserve.engines._onnxruntime import parse_device, provider_list  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -18,30 +18,30 @@ from modelserve.engines._onnxruntime import _parse_device, _providers  # noqa: E
      ("openvino:NPU", ("openvino", "NPU"))],
 )
 def test_parse_device(device, expected):
-    assert _parse_device(device) == expected
+    assert parse_device(device) == expected
 
 
-@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tensorrt:a", "openvino:TPU", "cpu:0", ""])
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tensorrt:a", "openvino:TPU", "cpu:0", "", "cuda:\u00b2"])
 def test_bad_devices(device):
     with pytest.raises(ms.InvalidInputError, match="device must be"):
-        _parse_device(device)
+        parse_device(device)
 
 
 def test_provider_lists():
-    assert _providers("cpu", 0, {}) == [("CPUExecutionProvider", {})]
-    assert _providers("cuda", 1, {"provider_options": {"gpu_mem_limit": 1}}) == [
+    assert provider_list("cpu", 0, {}) == [("CPUExecutionProvider", {})]
+    assert provider_list("cuda", 1, {"provider_options": {"gpu_mem_limit": 1}}) == [
         ("CUDAExecutionProvider", {"device_id": 1, "gpu_mem_limit": 1})]
-    trt = _providers("tensorrt", 0, {"fp16": True})
+    trt = provider_list("tensorrt", 0, {"fp16": True})
     assert trt == [("TensorrtExecutionProvider", {"device_id": 0, "trt_fp16_enable": True}),
                    ("CUDAExecutionProvider", {"device_id": 0})]
-    assert _providers("openvino", "GPU", {"fp16": False}) == [
+    assert provider_list("openvino", "GPU", {"fp16": False}) == [
         ("OpenVINOExecutionProvider", {"device_type": "GPU", "precision": "FP32"})]
     with pytest.raises(ms.InvalidInputError, match="fp16 and cache_dir apply"):
-        _providers("cpu", 0, {"fp16": True})
+        provider_list("cpu", 0, {"fp16": True})
 
 
 def test_cache_dir_for_tensorrt_provider(tmp_path):
-    ((name, opts), _) = _providers("tensorrt", 0, {"cache_dir": tmp_path / "trt"})
+    ((name, opts), _) = provider_list("tensorrt", 0, {"cache_dir": tmp_path / "trt"})
     assert opts["trt_engine_cache_enable"] and opts["trt_engine_cache_path"] == str(tmp_path / "trt")
     assert (tmp_path / "trt").is_dir()
 

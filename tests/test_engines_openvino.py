@@ -119,7 +119,8 @@ def test_read_ultralytics_yaml_without_pyyaml(monkeypatch):
 
 @pytest.mark.parametrize(
     "device, expected",
-    [("cpu", "CPU"), ("GPU", "GPU"), ("gpu:1", "GPU.1"), ("npu", "NPU"), ("auto", "AUTO"), ("cuda", ms.InvalidInputError), ("gpu:x", ms.InvalidInputError)],
+    [("cpu", "CPU"), ("GPU", "GPU"), ("gpu:1", "GPU.1"), ("npu", "NPU"), ("auto", "AUTO"), ("cuda", ms.InvalidInputError), ("gpu:x", ms.InvalidInputError),
+     ("gpu:\u00b2", ms.InvalidInputError)],
 )
 def test_parse_device(device, expected):
     if isinstance(expected, str):

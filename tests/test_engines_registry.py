@@ -22,7 +22,7 @@ def test_builtins_are_registered_as_entry_points():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=reg.ENTRY_POINT_GROUP)}
     assert eps["onnxruntime"] == "modelserve.engines._onnxruntime:OnnxRuntimeEngine"
     assert eps["openvino"] == "modelserve.engines._openvino:OpenVINOEngine"
-    assert eps["tensorrt"] == "modelserve.engines._tensorrt:TensorRTEngine"
+    assert eps["tensorrt"] == "modelserve.engines.tensorrt:TensorRTEngine"
 
 
 @pytest.mark.parametrize(

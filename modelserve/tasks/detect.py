@@ -57,12 +57,12 @@ class DetectHead(Head):
                 _letterbox.scale_with(det[:, :4], geometry.scale)
                 out.append(Detections._from_rows(det, names, image.pixels.shape[:2]))
             return out
-        raw, xyxy = _nms.model_boxes(outs[0])
+        raw, corners = _nms.model_boxes(outs[0])
         if raw.shape[1] != 4 + self.nc:
             raise ModelLoadError(f"expected a detector output [batch, 4+{self.nc}, boxes], got {list(raw.shape)}")
         scale = geometries[0].scale[None] if len(geometries) == 1 else np.stack([g.scale for g in geometries])
         arrays = _nms.yolo_detections(raw, opts.conf, opts.iou, opts.max_det, opts.class_array, opts.agnostic,
-                                      MAX_NMS, scale, self.kernels, xyxy)
+                                      MAX_NMS, scale, self.kernels, corners)
         results = []
         for (xyxy, conf, cls_), image in zip(arrays, images):
             check_scores(conf, sorted_desc=True)

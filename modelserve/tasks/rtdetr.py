@@ -71,7 +71,7 @@ def _corners(cxcywh: np.ndarray, ow: int, oh: int, dtype: type) -> np.ndarray:
     """Normalised cx, cy, w, h rows to x1, y1, x2, y2 image pixels as Ultralytics computes them in the
     model's output precision: ``xywh2xyxy``, then ``*= ow`` / ``*= oh`` in place; in float16 each
     operation is rounded to float16 (torch's half arithmetic through float32)."""
-    b = cxcywh.astype(dtype)
+    b: np.ndarray = cxcywh.astype(dtype)
     xy, half = b[:, :2], b[:, 2:4] / dtype(2)
     xyxy = np.concatenate([xy - half, xy + half], axis=1)
     scale = np.array([ow, oh, ow, oh], np.float32)

@@ -53,8 +53,8 @@ class SegmentHead(Head):
                 check_class_ids(det[:, 5], self.nc, f"x1, y1, x2, y2, conf, class, {self.nm} mask coefficients")
                 results.append(self._result(det[:, :6], det[:, 6:], protos[b], image, geometry))
             return results
-        raw, xyxy = _nms.model_boxes(outs[0])
-        selected = select_anchors(raw, self.nc, opts, self.kernels, xyxy)
+        raw, corners = _nms.model_boxes(outs[0])
+        selected = select_anchors(raw, self.nc, opts, self.kernels, corners)
         for b, ((det, anchors), image, geometry) in enumerate(zip(selected, images, geometries)):
             check_scores(det[:, 4], sorted_desc=True)
             coeffs = raw[b, 4 + self.nc :, :][:, anchors].T
