@@ -60,7 +60,8 @@ class Detections:
       Ultralytics regularises it), else None; ``corners`` gives the 4 corner points and ``xyxy``
       holds their axis-aligned bounds
     * ``masks``: segmentation models: ``(n, H, W)`` bool masks in original-image pixels (built on
-      first access from per-box crops: ``n * H * W`` bytes; use ``mask_crop(i)`` to stay small), else None
+      first access from per-box crops: ``n * H * W`` bytes; use ``mask_crop(i)`` or the polygons
+      ``masks_xy`` to stay small), else None
     * ``speed``: milliseconds spent per stage for this image (``preprocess``, ``inference``,
       ``postprocess``), batch stages divided evenly among its images, as Ultralytics reports them;
       ``preprocess`` includes decoding when the image was passed as a path or bytes (a JPEG of
@@ -141,6 +142,29 @@ class Detections:
             self.__dict__["_masks_full"] = full
         return full
 
+    @property
+    def masks_xy(self) -> list[np.ndarray] | None:
+        """Segmentation models: each mask's polygon, ``(k, 2)`` float32 ``x, y`` in original-image
+        pixels, equal to Ultralytics' ``Results.masks.xy`` (computed on first access from the
+        per-box crops), else None."""
+        if self.mask_crops is None:
+            return None
+        polys = self.__dict__.get("_masks_xy")
+        if polys is None:
+            polys = self.mask_crops.polygons()
+            self.__dict__["_masks_xy"] = polys
+        return polys
+
+    @property
+    def masks_xyn(self) -> list[np.ndarray] | None:
+        """:attr:`masks_xy` divided by the image's width and height (Ultralytics' ``masks.xyn``)."""
+        polys = self.masks_xy
+        if polys is None:
+            return None
+        h, w = self.orig_shape
+        scale = np.array([w, h], dtype=np.float32)
+        return [p / scale for p in polys]
+
     def mask_crop(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
         """Mask ``i`` inside its box only: ``(bool crop, (x0, y0))``, its top-left corner in the image."""
         if self.mask_crops is None:
@@ -207,6 +231,7 @@ class Detections:
             extra["corners"] = xywhr_corners(self.xywhr).tolist()
         if self.mask_crops is not None:
             extra["mask_areas"] = [int(a) for a in self.mask_crops.area()]
+            extra["polygons"] = [p.tolist() for p in self.masks_xy or []]
         return extra
 
     def to_json(self, **kwargs: Any) -> str:

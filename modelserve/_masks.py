@@ -180,6 +180,14 @@ class MaskCrops:
         """``(n,)`` bool: the detections Ultralytics keeps (a mask with at least one pixel)."""
         return np.array([bool(c.any()) for c in self._crops], dtype=bool)
 
+    def polygons(self) -> list[np.ndarray]:
+        """Each mask's outline, as Ultralytics' ``Results.masks.xy`` gives it: ``(k, 2)`` float32
+        ``x, y`` image pixels (OpenCV's external contours, several merged into one as Ultralytics
+        merges them; ``(0, 2)`` for an empty mask), traced on the box crop, never a full mask."""
+        from ._contours import mask_polygon
+
+        return [mask_polygon(c, (int(x0), int(y0))) for c, (x0, y0) in zip(self._crops, self._offsets)]
+
 
 # ---------------------------------------------------------------------------------------------
 # geometry

@@ -69,6 +69,33 @@ def _compare(task: str, r, g, key: str, engine: str = "onnxruntime") -> None:
         for a, b in zip(got, want):
             union = (a | b).sum()
             assert union == 0 or (a & b).sum() / union >= 0.99, key
+        _compare_polygons(r, g, key, engine)
+
+
+def _golden_polygons(g, key: str) -> list[np.ndarray]:
+    sizes = g[f"{key}:polygon_sizes"]
+    return np.split(g[f"{key}:polygons"], np.cumsum(sizes)[:-1]) if len(sizes) else []
+
+
+def _compare_polygons(r, g, key: str, engine: str) -> None:
+    """Polygons equal Ultralytics' ``masks.xy``: exactly where the masks are identical (ONNX
+    Runtime), else (a mask differing in a few border pixels) the same outline within a pixel."""
+    want = _golden_polygons(g, key)
+    got = r.masks_xy
+    assert len(got) == len(want), key
+    for i, (a, b) in enumerate(zip(got, want)):
+        assert a.dtype == np.float32 and a.shape[1:] == (2,), key
+        if engine == "onnxruntime" and np.array_equal(r.masks[i], _golden_mask(g, key, i)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{key} polygon {i}")
+        elif len(a) and len(b):
+            assert abs(len(a) - len(b)) <= max(4, 0.1 * len(b)), key
+            np.testing.assert_allclose(a.min(0), b.min(0), atol=1.5, err_msg=key)
+            np.testing.assert_allclose(a.max(0), b.max(0), atol=1.5, err_msg=key)
+
+
+def _golden_mask(g, key: str, i: int) -> np.ndarray:
+    shape = tuple(int(v) for v in g[f"{key}:masks_shape"])
+    return np.unpackbits(g[f"{key}:masks"])[: int(np.prod(shape))].reshape(shape)[i].astype(bool)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -148,6 +175,20 @@ def test_filtering_keeps_task_fields_aligned(bgr):
         r = p.predict(img)
         assert len(r) > 3
         np.testing.assert_array_equal(r[1:3].keypoints, r.keypoints[1:3])
+    with ms.load(HERE / "models" / "seg.onnx") as p:
+        r = p.predict(img)
+        keep = np.flatnonzero(r.confidence > np.median(r.confidence))
+        sub = r[keep]
+        assert len(sub) > 3 and len(sub.masks_xy) == len(sub)
+        for i, k in enumerate(keep):
+            np.testing.assert_array_equal(sub.masks_xy[i], r.masks_xy[k])
+            np.testing.assert_array_equal(sub.masks[i], r.masks[k])
+            x, y = r.masks_xy[k][:, 0].astype(int), r.masks_xy[k][:, 1].astype(int)
+            assert r.masks[k][y, x].all()  # outline points are mask pixels
+        h, w = r.orig_shape
+        np.testing.assert_allclose(r.masks_xyn[0] * [w, h], r.masks_xy[0], rtol=1e-6)
+        d = sub.to_dict()
+        assert len(d["polygons"]) == len(sub) and d["polygons"][0] == sub.masks_xy[0].tolist()
     with ms.load(HERE / "models" / "cls.onnx") as p:
         c = p.predict(img)
         assert isinstance(c, ms.Classification) and c.probs.shape == (100,)

@@ -70,6 +70,9 @@ def store(arrays: dict, key: str, task: str, r) -> int:
         masks = r.masks.data.numpy().astype(bool) if r.masks is not None else np.zeros((0, h, w), bool)
         arrays[f"{key}:masks"] = np.packbits(masks)
         arrays[f"{key}:masks_shape"] = np.asarray(masks.shape, dtype=np.int64)
+        polygons = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in (r.masks.xy if r.masks is not None else [])]
+        arrays[f"{key}:polygons"] = np.concatenate(polygons) if polygons else np.zeros((0, 2), np.float32)
+        arrays[f"{key}:polygon_sizes"] = np.asarray([len(p) for p in polygons], dtype=np.int64)
     if task == "pose":
         kpts = r.keypoints.data.numpy().astype(np.float32) if r.keypoints is not None else np.zeros((0, 17, 3), np.float32)
         arrays[f"{key}:keypoints"] = kpts
