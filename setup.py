@@ -54,7 +54,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["modelserve", "modelserve._kernels", "modelserve._registry", "modelserve.tasks", "modelserve.engines", "modelserve.engines.tensorrt"],
+    packages=["modelserve", "modelserve._kernels", "modelserve._registry", "modelserve.tasks", "modelserve.batching", "modelserve.engines", "modelserve.engines.tensorrt"],
     package_dir={"modelserve.engines": "engines"},
     package_data={"modelserve._kernels": ["*.pxd", "*.pyx", "*.pyi"], "modelserve": ["py.typed"]},
     ext_modules=_extensions(),

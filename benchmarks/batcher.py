@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modelserve._batcher import MicroBatcher  # noqa: E402
+from modelserve.batching import MicroBatcher  # noqa: E402
 
 FIXED_MS = 1.0  # simulated model: fixed cost per call ...
 PER_ITEM_MS = 0.05  # ... plus cost per item

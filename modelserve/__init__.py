@@ -7,7 +7,6 @@
 """
 
 from . import engines, ops  # type: ignore[attr-defined]  # engines/ is installed as modelserve.engines
-from ._batcher import Batching, BatcherStats, MicroBatcher
 from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec
 from ._engines_registry import EngineInfo
@@ -31,6 +30,7 @@ from ._load import load
 from ._predictor import PredictOptions, Predictor
 from ._registry import ModelVersion, Registry
 from ._version import __version__
+from .batching import Batching, BatcherStats, MicroBatcher
 from .tasks import Classification
 
 __all__ = [

@@ -6,7 +6,6 @@ import os
 import stat
 from typing import Any, Mapping, Sequence
 
-from ._batcher import Batching
 from ._engine import Engine
 from ._engines_registry import open_engine
 from ._errors import InvalidInputError, ModelLoadError
@@ -14,6 +13,7 @@ from ._files import file_kind
 from ._metadata import parse_metadata
 from ._predictor import PredictOptions, Predictor
 from ._registry import Registry, is_registry_ref, resolve_for_load
+from .batching import Batching
 
 __all__ = ["load"]
 

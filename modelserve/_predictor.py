@@ -21,12 +21,12 @@ import numpy as np
 
 from . import _checks
 from ._letterbox import OTYPES
-from ._batcher import Batching, MicroBatcher
 from ._detections import Detections
 from ._engine import Engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._images import Image, is_single_image, load_image
 from ._metadata import ModelInfo
+from .batching import Batching, MicroBatcher
 from .tasks import head_for
 
 __all__ = ["Predictor", "PredictOptions"]

@@ -133,13 +133,13 @@ def test_apredict_fails_whole_and_leaves_nothing_queued_when_an_image_is_bad(pre
 
 def test_a_full_queue_still_rejects_a_new_call(predictor, images):
     p = ms.load(_Recording(predictor.engine), batching=ms.Batching(max_batch_size=1, max_queue_size=1))
-    p.batcher.pause()
+    p.batcher._testing.pause()
     try:
         first = p.batcher.submit(p._prepare(images[0])[-1])  # fills the queue (bound 1)
         with pytest.raises(ms.QueueFullError):
             p.predict([images[0], images[1]])
     finally:
-        p.batcher.resume()
+        p.batcher._testing.resume()
     first.result(timeout=30)
     p.close()
 

@@ -1,7 +1,7 @@
 """The micro-batcher: batch composition, error isolation, bounds, deadlines, cancellation, close,
-asyncio callers. Timing-independent by construction: batches are held with ``pause()`` /
-``wait_queued()`` or a gated ``fn``; every wait has an upper bound (``WAIT_S``), and a
-faulthandler watchdog ends the run if a test still hangs."""
+asyncio callers. Timing-independent by construction: batches are held with the test hooks
+(``b._testing.pause()`` / ``wait_queued()``) or a gated ``fn``; every wait has an upper bound
+(``WAIT_S``), and a faulthandler watchdog ends the run if a test still hangs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import modelserve as ms
-from modelserve._batcher import Batching, BatcherStats, MicroBatcher
 from modelserve._errors import (
     BatcherClosedError,
     DeadlineExceededError,
@@ -29,6 +28,7 @@ from modelserve._errors import (
     ModelserveError,
     QueueFullError,
 )
+from modelserve.batching import BatcherStats, Batching, MicroBatcher
 
 WAIT_S = 30.0  # upper bound for anything a test waits on; generous for a loaded 2-core machine
 
@@ -260,11 +260,11 @@ def test_done_callbacks_may_reenter_the_batcher(make):
 def test_deterministic_composition_with_pause(make):
     fn = Recorder()
     b = make(fn, max_batch_size=4)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(10)]
-    assert b.wait_queued(10, timeout_s=WAIT_S)
+    assert b._testing.wait_queued(10, timeout_s=WAIT_S)
     assert b.stats().queue_depth == 10 and fn.batches == []
-    b.resume()
+    b._testing.resume()
     assert [f.result(WAIT_S) for f in futures] == [2 * i for i in range(10)]
     assert fn.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     stats = b.stats()
@@ -276,10 +276,10 @@ def test_deterministic_composition_with_pause(make):
 
 def test_wait_queued_times_out(make):
     b = make()
-    b.pause()
+    b._testing.pause()
     b.submit(1)
-    assert b.wait_queued(1, timeout_s=WAIT_S)
-    assert not b.wait_queued(2, timeout_s=0.05)
+    assert b._testing.wait_queued(1, timeout_s=WAIT_S)
+    assert not b._testing.wait_queued(2, timeout_s=0.05)
 
 
 def test_many_threads_never_exceed_max_batch_size(make):
@@ -334,7 +334,7 @@ def test_greedy_batches_accumulate_while_the_engine_is_busy(make):
     first = b.submit(0)
     fn.wait_entered()  # the worker is busy with [0]
     rest = [b.submit(i) for i in range(1, 6)]
-    assert b.wait_queued(5, timeout_s=WAIT_S)
+    assert b._testing.wait_queued(5, timeout_s=WAIT_S)
     fn.gate.set()
     assert [f.result(WAIT_S) for f in [first, *rest]] == [0, 2, 4, 6, 8, 10]
     assert fn.batches == [[0], [1, 2, 3, 4, 5]]
@@ -356,22 +356,22 @@ def test_max_concurrent_batches_run_in_parallel(make):
 def test_grouping_keeps_keys_apart_oldest_head_first(make):
     fn = Recorder()
     b = make(fn, max_batch_size=2, group_key=lambda x: x % 3)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(12)]
-    assert b.wait_queued(12, timeout_s=WAIT_S)
-    b.resume()
+    assert b._testing.wait_queued(12, timeout_s=WAIT_S)
+    b._testing.resume()
     assert [f.result(WAIT_S) for f in futures] == [2 * i for i in range(12)]
     assert fn.batches == [[0, 3], [1, 4], [2, 5], [6, 9], [7, 10], [8, 11]]
 
 
 def test_grouping_by_array_shape_lets_fn_stack(make):
     b = make(lambda arrays: list(np.stack(arrays) * 2), max_batch_size=8, group_key=lambda a: a.shape)
-    b.pause()
+    b._testing.pause()
     shapes = [(2, 3), (4, 1), (2, 3), (5,), (4, 1), (2, 3)]
     inputs = [np.full(shape, i, np.float32) for i, shape in enumerate(shapes)]
     futures = [b.submit(a) for a in inputs]
-    assert b.wait_queued(len(inputs), timeout_s=WAIT_S)
-    b.resume()
+    assert b._testing.wait_queued(len(inputs), timeout_s=WAIT_S)
+    b._testing.resume()
     for a, f in zip(inputs, futures):
         np.testing.assert_array_equal(f.result(WAIT_S), a * 2)
     assert b.stats().batch_size_histogram == {1: 1, 2: 1, 3: 1}
@@ -394,10 +394,10 @@ def _poison_fn(poison: set[int], calls: list[list[int]]):
 def test_poisoned_item_fails_alone(make):
     calls: list[list[int]] = []
     b = make(_poison_fn({5}, calls), max_batch_size=16)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(16)]
-    assert b.wait_queued(16, timeout_s=WAIT_S)
-    b.resume()
+    assert b._testing.wait_queued(16, timeout_s=WAIT_S)
+    b._testing.resume()
     for i, f in enumerate(futures):
         if i == 5:
             with pytest.raises(ValueError, match="poisoned item 5"):
@@ -416,10 +416,10 @@ def test_only_the_items_that_really_fail_get_an_exception(n, data):
     poison = set(data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n)))
     calls: list[list[int]] = []
     with MicroBatcher(_poison_fn(poison, calls), max_batch_size=n) as b:
-        b.pause()
+        b._testing.pause()
         futures = [b.submit(i) for i in range(n)]
-        assert b.wait_queued(n, timeout_s=WAIT_S)
-        b.resume()
+        assert b._testing.wait_queued(n, timeout_s=WAIT_S)
+        b._testing.resume()
         failed = {i for i, f in enumerate(futures) if f.exception(WAIT_S) is not None}
         assert failed == poison
         assert all(f.result() == 10 * i for i, f in enumerate(futures) if i not in poison)
@@ -430,10 +430,10 @@ def test_only_the_items_that_really_fail_get_an_exception(n, data):
 def test_exception_instances_in_the_result_fail_only_their_item(make):
     fn = Recorder(lambda x: KeyError(x) if x % 2 else x)
     b = make(fn, max_batch_size=4)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(4)]
-    assert b.wait_queued(4, timeout_s=WAIT_S)
-    b.resume()
+    assert b._testing.wait_queued(4, timeout_s=WAIT_S)
+    b._testing.resume()
     assert futures[0].result(WAIT_S) == 0 and futures[2].result(WAIT_S) == 2
     for f in (futures[1], futures[3]):
         with pytest.raises(KeyError):
@@ -452,10 +452,10 @@ def test_a_transient_batch_failure_is_retried_and_nobody_fails(make):
         return [x + 1 for x in items]
 
     b = make(fn, max_batch_size=4)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(4)]
-    assert b.wait_queued(4, timeout_s=WAIT_S)
-    b.resume()
+    assert b._testing.wait_queued(4, timeout_s=WAIT_S)
+    b._testing.resume()
     assert [f.result(WAIT_S) for f in futures] == [1, 2, 3, 4]
     assert calls == [[0, 1, 2, 3], [0, 1], [2, 3]]
     assert b.stats().fn_calls == 3 and b.stats().batches == 1
@@ -480,10 +480,10 @@ def test_wrong_length_result_fails_every_caller(make, result, got):
         return result(items)
 
     b = make(fn, max_batch_size=4)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(4)]
-    assert b.wait_queued(4, timeout_s=WAIT_S)
-    b.resume()
+    assert b._testing.wait_queued(4, timeout_s=WAIT_S)
+    b._testing.resume()
     errors = [f.exception(WAIT_S) for f in futures]
     for error in errors:
         assert type(error) is ms.BatchResultError
@@ -506,11 +506,11 @@ def test_a_dying_loop_fails_everything_and_refuses_new_work(make, caplog):
         return items
 
     b = make(fn, max_batch_size=2, max_concurrent_batches=2)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(5)]
-    assert b.wait_queued(5, timeout_s=WAIT_S)
+    assert b._testing.wait_queued(5, timeout_s=WAIT_S)
     with caplog.at_level(logging.ERROR, logger="modelserve.batcher"):
-        b.resume()
+        b._testing.resume()
         errors = [f.exception(WAIT_S) for f in futures]
     # [0, 1] dies in fn; [2, 3] may have started on the other worker and finished normally.
     assert isinstance(errors[0], BatcherClosedError) and isinstance(errors[0].__cause__, _Fatal)
@@ -532,12 +532,12 @@ def test_a_dying_loop_fails_everything_and_refuses_new_work(make, caplog):
 def test_queue_full_rejects_at_once(make):
     fn = Recorder()
     b = make(fn, max_batch_size=2, max_queue_size=3)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(3)]
     with pytest.raises(QueueFullError, match=r"queue full \(3 of max_queue_size=3 requests waiting\)"):
         b.submit(3)
     assert b.stats().rejected == 1 and b.stats().submitted == 3
-    b.resume()
+    b._testing.resume()
     assert [f.result(WAIT_S) for f in futures] == [0, 2, 4]
     assert b(3) == 6  # room again
 
@@ -545,36 +545,36 @@ def test_queue_full_rejects_at_once(make):
 def test_block_argument_overrides_on_full_per_request(make):
     fn = Recorder()
     b = make(fn, max_queue_size=1)  # on_full="reject"
-    b.pause()
+    b._testing.pause()
     first = b.submit(1)
     thread, box = run_thread(lambda: b.submit(2, block=True))
     thread.join(0.2)
     assert thread.is_alive() and not box  # waits for room instead of raising
-    b.resume()
+    b._testing.resume()
     join(thread)
     assert box["result"].result(WAIT_S) == 4 and first.result(WAIT_S) == 2
     blocking = make(fn, max_queue_size=1, on_full="block")
-    blocking.pause()
+    blocking._testing.pause()
     blocking.submit(5)
     with pytest.raises(QueueFullError):
         blocking.submit(6, block=False)
 
     async def full_then_wait():
-        b.pause()
+        b._testing.pause()
         b.submit(7)
         task = asyncio.ensure_future(b.acall(8, block=True))
         await asyncio.sleep(0.1)
         assert not task.done()
-        b.resume()
+        b._testing.resume()
         return await asyncio.wait_for(task, WAIT_S)
 
     assert asyncio.run(full_then_wait()) == 16
-    blocking.resume()
+    blocking._testing.resume()
 
 
 def test_default_queue_bound_is_8_x_batch_x_concurrency(make):
     b = make(max_batch_size=2, max_concurrent_batches=2)
-    b.pause()
+    b._testing.pause()
     for i in range(32):
         b.submit(i)
     with pytest.raises(QueueFullError):
@@ -583,12 +583,12 @@ def test_default_queue_bound_is_8_x_batch_x_concurrency(make):
 
 def test_cancelling_a_queued_request_frees_its_slot(make):
     b = make(max_queue_size=2)
-    b.pause()
+    b._testing.pause()
     first, second = b.submit(1), b.submit(2)
     assert second.cancel()
     assert b.stats().queue_depth == 1
     third = b.submit(3)
-    b.resume()
+    b._testing.resume()
     assert (first.result(WAIT_S), third.result(WAIT_S)) == (2, 6)
     assert second.cancelled()
 
@@ -596,12 +596,12 @@ def test_cancelling_a_queued_request_frees_its_slot(make):
 def test_block_mode_waits_for_room(make):
     fn = Recorder()
     b = make(fn, max_queue_size=2, on_full="block")
-    b.pause()
+    b._testing.pause()
     queued = [b.submit(1), b.submit(2)]
     thread, box = run_thread(lambda: b.submit(3))
     thread.join(0.2)
     assert thread.is_alive() and not box  # blocked on the full queue (a weak check, never flaky)
-    b.resume()
+    b._testing.resume()
     join(thread)
     assert box["result"].result(WAIT_S) == 6
     assert [f.result(WAIT_S) for f in queued] == [2, 4]
@@ -611,18 +611,18 @@ def test_block_mode_waits_for_room(make):
 def test_block_mode_gives_up_at_the_deadline(make):
     fn = Recorder()
     b = make(fn, max_queue_size=1, on_full="block")
-    b.pause()
+    b._testing.pause()
     b.submit(1)
     future = b.submit(2, timeout_ms=50)  # returns once its deadline passes
     assert isinstance(future.exception(0), DeadlineExceededError)
-    b.resume()
+    b._testing.resume()
     wait_until(lambda: fn.batches == [[1]], "the queued request to run")
     assert b.stats().expired == 1
 
 
 def test_block_mode_close_wakes_blocked_submitters(make):
     b = make(max_queue_size=1, on_full="block")
-    b.pause()
+    b._testing.pause()
     b.submit(1)
     thread, box = run_thread(lambda: b.submit(2))
     thread.join(0.1)
@@ -637,7 +637,7 @@ def test_block_mode_close_wakes_blocked_submitters(make):
 def test_deadline_passes_while_queued(make):
     fn = Recorder()
     b = make(fn)
-    b.pause()
+    b._testing.pause()
     doomed = b.submit(1, timeout_ms=30)
     error = doomed.exception(WAIT_S)
     assert isinstance(error, DeadlineExceededError) and isinstance(error, TimeoutError)
@@ -645,7 +645,7 @@ def test_deadline_passes_while_queued(make):
     with pytest.raises(TimeoutError):
         doomed.result()
     assert b.stats().queue_depth == 0 and b.stats().expired == 1
-    b.resume()
+    b._testing.resume()
     assert b(2) == 4
     assert fn.items_seen == [2]
 
@@ -666,11 +666,11 @@ def test_deadline_is_enforced_while_every_worker_is_busy(make):
 def test_default_timeout_and_per_call_override(make):
     fn = Recorder()
     b = make(fn, timeout_ms=30)
-    b.pause()
+    b._testing.pause()
     doomed = b.submit(1)
     patient = b.submit(2, timeout_ms=math.inf)
     assert isinstance(doomed.exception(WAIT_S), DeadlineExceededError)
-    b.resume()
+    b._testing.resume()
     assert patient.result(WAIT_S) == 4
 
 
@@ -690,11 +690,11 @@ def test_a_started_request_runs_to_completion_past_its_deadline(make):
 def test_cancelled_futures_are_skipped(make):
     fn = Recorder()
     b = make(fn, max_batch_size=8)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(5)]
     assert futures[2].cancel() and futures[2].cancel()  # twice is harmless
     assert b.stats().queue_depth == 4
-    b.resume()
+    b._testing.resume()
     assert [f.result(WAIT_S) for i, f in enumerate(futures) if i != 2] == [0, 2, 6, 8]
     with pytest.raises(CancelledError):
         futures[2].result()
@@ -707,14 +707,14 @@ def test_cancelled_futures_are_skipped(make):
 def test_mass_cancellation_keeps_order_and_memory_bounded(make):
     fn = Recorder()
     b = make(fn, max_batch_size=64, max_queue_size=1000)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i, timeout_ms=600_000) for i in range(600)]
     for i, f in enumerate(futures):
         if i % 6:
             assert f.cancel()
     assert b.stats().queue_depth == 100 and b.stats().cancelled == 500
-    assert sum(len(g.queue) for g in b._groups.values()) < 600  # cancelled entries were compacted
-    b.resume()
+    assert b._testing.queue_entries() < 600  # cancelled entries were compacted
+    b._testing.resume()
     assert [f.result(WAIT_S) for f in futures[::6]] == [2 * i for i in range(0, 600, 6)]
     assert fn.items_seen == list(range(0, 600, 6))
 
@@ -723,7 +723,7 @@ def test_deadline_bookkeeping_stays_bounded(make):
     b = make(max_batch_size=8)
     for i in range(3000):
         assert b(i, timeout_ms=600_000) == 2 * i
-    assert len(b._deadlines) <= 1024 + 2  # entries of finished requests are dropped
+    assert b._testing.deadline_entries() <= 1024 + 2  # entries of finished requests are dropped
 
 
 def test_a_running_request_cannot_be_cancelled(make):
@@ -760,7 +760,7 @@ def test_close_drains_work_in_flight(make):
 def test_close_drain_ignores_delay_and_pause(make):
     fn = Recorder()
     b = make(fn, max_batch_size=8, max_delay_ms=600_000)
-    b.pause()
+    b._testing.pause()
     futures = [b.submit(i) for i in range(3)]
     b.close(drain=True, timeout_s=WAIT_S)
     assert [f.result(0) for f in futures] == [0, 2, 4]
@@ -834,7 +834,7 @@ def test_acall_with_hundreds_of_concurrent_callers(make):
 
 def test_acall_does_not_block_the_event_loop(make):
     b = make()
-    b.pause()
+    b._testing.pause()
 
     async def main():
         task = asyncio.ensure_future(b.acall(5))
@@ -843,7 +843,7 @@ def test_acall_does_not_block_the_event_loop(make):
             await asyncio.sleep(0.001)
             ticks += 1
         assert not task.done()
-        b.resume()
+        b._testing.resume()
         return await asyncio.wait_for(task, WAIT_S)
 
     assert asyncio.run(main()) == 10
@@ -852,7 +852,7 @@ def test_acall_does_not_block_the_event_loop(make):
 def test_cancelling_the_awaiting_task_cancels_the_request(make):
     fn = Recorder()
     b = make(fn)
-    b.pause()
+    b._testing.pause()
 
     async def main():
         task = asyncio.ensure_future(b.acall(7))
@@ -869,7 +869,7 @@ def test_cancelling_the_awaiting_task_cancels_the_request(make):
     asyncio.run(asyncio.wait_for(main(), WAIT_S))
     stats = b.stats()
     assert (stats.cancelled, stats.queue_depth) == (1, 0)
-    b.resume()
+    b._testing.resume()
     assert b(1) == 2
     assert fn.items_seen == [1]
 
@@ -882,10 +882,10 @@ def test_acall_raises_item_errors_and_deadlines(make):
         assert await b.acall(2) == 20
         with pytest.raises(ValueError, match="poisoned item 3"):
             await b.acall(3)
-        b.pause()
+        b._testing.pause()
         with pytest.raises(DeadlineExceededError):
             await asyncio.wait_for(b.acall(4, timeout_ms=20), WAIT_S)
-        b.resume()
+        b._testing.resume()
 
     asyncio.run(main())
 
@@ -893,7 +893,7 @@ def test_acall_raises_item_errors_and_deadlines(make):
 def test_acall_in_block_mode_waits_asynchronously(make):
     fn = Recorder()
     b = make(fn, max_queue_size=2, on_full="block")
-    b.pause()
+    b._testing.pause()
 
     async def main():
         tasks = [asyncio.ensure_future(b.acall(i)) for i in range(6)]
@@ -905,7 +905,7 @@ def test_acall_in_block_mode_waits_asynchronously(make):
         late = asyncio.ensure_future(b.acall(100, timeout_ms=20))
         with pytest.raises(DeadlineExceededError):
             await late
-        b.resume()
+        b._testing.resume()
         return await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
 
     assert asyncio.run(main()) == [0, 2, 4, 6, 8, 10]
@@ -914,7 +914,7 @@ def test_acall_in_block_mode_waits_asynchronously(make):
 
 def test_acall_in_block_mode_sees_close(make):
     b = make(max_queue_size=1, on_full="block")
-    b.pause()
+    b._testing.pause()
 
     async def main():
         first = asyncio.ensure_future(b.acall(1))

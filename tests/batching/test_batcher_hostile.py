@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import modelserve as ms
-from modelserve._batcher import Batching, MicroBatcher
 from modelserve._errors import BatchResultError, InvalidInputError
+from modelserve.batching import Batching, MicroBatcher
 
 WAIT_S = 30.0
 HUGE_MS = [9.3e12, 1e13, 1e300, 10**400]  # finite (or an int beyond float) and far beyond TIMEOUT_MAX
@@ -154,10 +154,10 @@ def test_predictor_with_huge_batching_deadline(detector_path, bgr):
 )
 def test_result_that_is_not_a_sequence_fails_every_item(result, got):
     with MicroBatcher(result, max_batch_size=2) as b:
-        b.pause()
+        b._testing.pause()
         futures = [b.submit(1), b.submit(2)]
-        assert b.wait_queued(2, timeout_s=WAIT_S)
-        b.resume()
+        assert b._testing.wait_queued(2, timeout_s=WAIT_S)
+        b._testing.resume()
         for f in futures:
             error = f.exception(WAIT_S)
             assert type(error) is BatchResultError, error
@@ -173,10 +173,10 @@ def test_result_that_is_not_a_sequence_fails_every_item(result, got):
 )
 def test_sequences_are_accepted(result):
     with MicroBatcher(result, max_batch_size=2) as b:
-        b.pause()
+        b._testing.pause()
         futures = [b.submit(1), b.submit(2)]
-        assert b.wait_queued(2, timeout_s=WAIT_S)
-        b.resume()
+        assert b._testing.wait_queued(2, timeout_s=WAIT_S)
+        b._testing.resume()
         assert [int(f.result(WAIT_S)) for f in futures] == [10, 20]
 
 
@@ -219,7 +219,7 @@ def test_cancelled_and_expired_requests_drop_their_items():
     (large) items must not."""
     size = 1 << 20
     with MicroBatcher(lambda xs: [0 for _ in xs], max_batch_size=1) as b:
-        b.pause()
+        b._testing.pause()
         gc.collect()
         tracemalloc.start()
         try:
@@ -234,7 +234,7 @@ def test_cancelled_and_expired_requests_drop_their_items():
             current, _ = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-            b.resume()
+            b._testing.resume()
     assert current < 8 * size, f"{current / size:.0f} MiB held by cancelled/expired requests"
 
 

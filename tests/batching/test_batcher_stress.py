@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from modelserve._batcher import MicroBatcher
 from modelserve._errors import BatcherClosedError, DeadlineExceededError, QueueFullError
+from modelserve.batching import MicroBatcher
 
 WAIT_S = 60.0
 THREADS = 64
