@@ -27,7 +27,8 @@ from ._errors import (
     VersionConflictError,
 )
 from ._load import load
-from ._predictor import PredictOptions, Predictor
+from ._options import PredictOptions
+from ._predictor import Predictor
 from ._registry import ModelVersion, Registry
 from ._version import __version__
 from .batching import Batching, BatcherStats, MicroBatcher

@@ -11,7 +11,8 @@ from ._engines_registry import open_engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._files import file_kind
 from ._metadata import parse_metadata
-from ._predictor import PredictOptions, Predictor
+from ._options import PredictOptions
+from ._predictor import Predictor
 from ._registry import Registry, is_registry_ref, resolve_for_load
 from .batching import Batching
 
