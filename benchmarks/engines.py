@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import modelserve as ms  # noqa: E402
-from modelserve._engines_registry import explain_choice, list_engines, open_engine  # noqa: E402
+from modelserve._engine_catalog import explain_choice, list_engines, open_engine  # noqa: E402
 
 
 def configurations(include_gpu: bool = True, max_batch: int = 32) -> list[tuple[str, str, str, dict]]:

@@ -11,12 +11,13 @@ engine          install                                devices
 
 Each adapter imports its runtime only when an engine is created, so this package imports on any
 machine. All are registered in the ``modelserve.engines`` entry-point group, like third-party
-plugins; see :mod:`modelserve._engines_registry` for how engines are found and how ``auto``
+plugins; see :mod:`modelserve._engine_catalog` for how engines are found and how ``auto``
 chooses, and :class:`modelserve.Engine` for the interface a plugin implements.
 
-The package is also callable: ``modelserve.engines()`` lists every known engine (see
-:func:`modelserve._engines_registry.list_engines`). A plain function of that name in
-``modelserve/__init__.py`` would be replaced by this subpackage as soon as any engine is imported.
+``modelserve.list_engines()`` lists every known engine. For compatibility the package is also
+callable, ``modelserve.engines()`` giving the same list: a plain function of that name in
+``modelserve/__init__.py`` would be replaced by this subpackage as soon as any engine is imported,
+hence the module class below. New code should call ``list_engines``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = ["OnnxRuntimeEngine", "OpenVINOEngine", "TensorRTEngine"]
 class _CallableModule(types.ModuleType):
     def __call__(self) -> Any:
         """Every known engine: name, version, devices usable here, or why it is unavailable."""
-        from .._engines_registry import list_engines
+        from .._engine_catalog import list_engines
 
         return list_engines()
 

@@ -9,7 +9,7 @@
 from . import engines, ops  # type: ignore[attr-defined]  # engines/ is installed as modelserve.engines
 from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec
-from ._engines_registry import EngineInfo
+from ._engine_catalog import EngineInfo, list_engines
 from ._errors import (
     BatchResultError,
     BatcherClosedError,
@@ -49,6 +49,7 @@ __all__ = [
     "ModelVersion",
     "TensorSpec",
     "EngineInfo",
+    "list_engines",
     "engines",
     "ops",
     "ModelserveError",

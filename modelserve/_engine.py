@@ -3,7 +3,7 @@
 An engine loads one model file, describes its inputs and outputs, and runs batches of numpy
 arrays. Everything else (images, letterboxing, NMS, batching, threads) is modelserve's job, so an
 adapter for a new runtime is a few dozen lines. Third-party engines subclass :class:`Engine` and are
-found by name (see :mod:`modelserve._engines_registry`).
+found by name (see :mod:`modelserve._engine_catalog`).
 
 Contract for implementers:
 
@@ -22,13 +22,13 @@ Contract for implementers:
 
 Optional class-level hooks (defaults shown below): ``option_names`` (the options ``__init__``
 accepts, so ``engine="auto"`` can skip an engine that would reject them), ``available_devices()``
-(what ``ms.engines()`` lists), ``uses_cache_dir(device)`` (True when the engine takes a
+(what ``ms.list_engines()`` lists), ``uses_cache_dir(device)`` (True when the engine takes a
 ``cache_dir`` option for compiled artifacts on that device; models loaded from a registry then get
 a cache directory in the registry's artifact area, cleaned by ``gc`` with the model).
 
 Plugins register their class in the entry-point group ``modelserve.engines``
 (``[project.entry-points."modelserve.engines"] mine = "my_pkg:MyEngine"``); see
-:mod:`modelserve._engines_registry` for a complete example.
+:mod:`modelserve._engine_catalog` for a complete example.
 """
 
 from __future__ import annotations

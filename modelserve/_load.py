@@ -7,7 +7,7 @@ import stat
 from typing import Any, Mapping, Sequence
 
 from ._engine import Engine
-from ._engines_registry import open_engine
+from ._engine_catalog import open_engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._files import file_kind
 from ._metadata import parse_metadata
@@ -60,7 +60,7 @@ def load(
     content whose digest differs from the pin raises :class:`PinMismatchError`. Registered files are
     size-checked on every load and hashed on first use or when they changed (:class:`IntegrityError`).
     ``engine``: ``"auto"`` or an engine name: ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or a
-    plugin's (``ms.engines()`` lists them). ``auto``: ``.xml`` -> OpenVINO, ``.engine``/``.plan`` ->
+    plugin's (``ms.list_engines()`` lists them). ``auto``: ``.xml`` -> OpenVINO, ``.engine``/``.plan`` ->
     TensorRT, ``.onnx`` -> the first installed engine for the device (CPU: ONNX Runtime, then
     OpenVINO; CUDA: TensorRT, then ONNX Runtime).
     ``device``: ``"cpu"``; ``"cuda[:N]"``; ONNX Runtime's providers ``"tensorrt[:N]"`` and

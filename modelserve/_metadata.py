@@ -144,7 +144,7 @@ def describe_engine(engine: Engine) -> dict[str, Any]:
 
 def describe_model(path: str, *, engine: str = "auto") -> dict[str, Any]:
     """Load ``path`` on the CPU and describe it (see :func:`describe_engine`)."""
-    from ._engines_registry import open_engine
+    from ._engine_catalog import open_engine
 
     with open_engine(path, engine=engine, device="cpu") as eng:
         return describe_engine(eng)

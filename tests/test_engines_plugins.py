@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import modelserve as ms
-from modelserve import _engines_registry as reg
+from modelserve import _engine_catalog as reg
 
 PLUGIN_SRC = Path(__file__).parent / "plugin_pkg"
 

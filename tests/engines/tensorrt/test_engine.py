@@ -242,7 +242,7 @@ def test_fake_fp16_key_and_flags(fake_runtime, detector_path, tmp_path):
 
 
 def test_max_batch_is_taken_as_a_hint(fake_runtime, detector_path):
-    from modelserve._engines_registry import open_engine
+    from modelserve._engine_catalog import open_engine
 
     eng = open_engine(str(detector_path), engine="tensorrt", device="cuda", hints={"max_batch": 16, "imgsz": 320})
     (config,) = fake_runtime.built

@@ -7,7 +7,7 @@ import importlib.metadata
 import pytest
 
 import modelserve as ms
-from modelserve import _engines_registry as reg
+from modelserve import _engine_catalog as reg
 from modelserve.engines import OnnxRuntimeEngine, OpenVINOEngine, TensorRTEngine
 
 
@@ -170,3 +170,11 @@ def test_the_engines_package_is_callable():
 
     assert [e.name for e in engines_pkg()] == [e.name for e in reg.list_engines()]
     assert engines_pkg.OnnxRuntimeEngine is OnnxRuntimeEngine
+
+
+def test_list_engines_is_public_and_the_callable_package_agrees():
+    import modelserve as ms
+
+    names = [e.name for e in ms.list_engines()]
+    assert {"onnxruntime", "openvino", "tensorrt"} <= set(names)
+    assert [e.name for e in ms.engines()] == names

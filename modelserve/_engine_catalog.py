@@ -88,7 +88,7 @@ AUTO_BY_SUFFIX: dict[str, str] = {".xml": "openvino", ".engine": "tensorrt", ".p
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """One known engine, as :func:`list_engines` (``modelserve.engines()``) reports it.
+    """One known engine, as :func:`list_engines` (``modelserve.list_engines()``) reports it.
 
     ``version`` is the runtime's version when it is usable here, ``devices`` the device names it can
     use on this machine, ``reason`` why it cannot be used (``None`` when it can), ``origin``
