@@ -10,13 +10,24 @@ from ._engine import Engine
 from ._engine_catalog import open_engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._files import file_kind
-from ._metadata import parse_metadata
+from ._metadata import describe_model, parse_metadata
 from ._options import PredictOptions
 from ._predictor import Predictor
-from ._registry import Registry, is_registry_ref, resolve_for_load
+from ._registry import Registry, is_registry_ref, resolve_for_load, set_default_describer
 from .batching import Batching
 
 __all__ = ["load"]
+
+
+def _describe_for_registry(path: os.PathLike[str]) -> dict[str, Any] | None:
+    """What a :class:`Registry` records as a version's ``model_info``: an ONNX model is loaded on
+    the CPU and described (``describe_model``: IO specs, names, imgsz, stride); other files get None."""
+    file = os.fspath(path)
+    return describe_model(file) if os.path.splitext(file)[1].lower() == ".onnx" else None
+
+
+# The registry stores files and never imports an engine: describing what it stores is injected here.
+set_default_describer(_describe_for_registry)
 
 
 def _check_model_path(path: str) -> None:

@@ -87,8 +87,7 @@ def append_move(
         # After a torn write the file may not end in a newline; start on a fresh line.
         prefix = b"\n" if size and _last_byte(fd, size) != b"\n" else b""
         _fs.write_all(fd, prefix + line + b"\n")
-        if _fs._FSYNC:
-            os.fsync(fd)
+        _fs.fsync_fd(fd)
     finally:
         os.close(fd)
     if created:

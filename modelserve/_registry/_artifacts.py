@@ -26,14 +26,17 @@ import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator, Mapping
 
 from .._errors import InvalidInputError, ModelNotFoundError, ModelserveError
-from . import _fs, _store
+from . import _blobs, _fs
+from ._dirs import walk
 from ._manifest import canonical_bytes, loads
 from ._names import validate_digest, validate_relpath
+from ._staging import staging_path
+from ._store import Store
 
-__all__ = ["artifact_dir", "find_artifact", "stage_artifact", "publish_artifact"]
+__all__ = ["artifact_dir", "find_artifact", "stage_artifact", "publish_artifact", "engine_cache_dir"]
 
 _INFO = "artifact.json"
 
@@ -44,15 +47,15 @@ def _key_hex(key: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical_bytes(dict(key))).hexdigest()[:32]
 
 
-def artifact_dir(reg: Any, source_digest: str, key: Mapping[str, str]) -> Path:
+def artifact_dir(store: Store, source_digest: str, key: Mapping[str, str]) -> Path:
     """See :meth:`Registry.artifact_dir`."""
-    src = _store.hex_of(validate_digest(source_digest))
-    return reg._layout.artifact(src, _key_hex(key))
+    src = _blobs.hex_of(validate_digest(source_digest))
+    return store.layout.artifact(src, _key_hex(key))
 
 
-def find_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Path | None:
+def find_artifact(store: Store, source_digest: str, key: Mapping[str, str]) -> Path | None:
     """The artifact directory if published and its files have their recorded sizes, else None."""
-    d = artifact_dir(reg, source_digest, key)
+    d = artifact_dir(store, source_digest, key)
     try:
         info = loads(_fs.read_small(d / _INFO, 1 << 20))
         for rel, size in info["files"].items():
@@ -64,17 +67,17 @@ def find_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Path 
 
 
 @contextmanager
-def stage_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Iterator[Path]:
+def stage_artifact(store: Store, source_digest: str, key: Mapping[str, str]) -> Iterator[Path]:
     """See :meth:`Registry.stage_artifact`. ``OSError`` s of the registry's own steps (staging,
     publishing; not of the caller's block) become :class:`RegistryError`."""
-    final = artifact_dir(reg, source_digest, key)
+    final = artifact_dir(store, source_digest, key)
     digest = validate_digest(source_digest)
-    if not reg._layout.blob(_store.hex_of(digest)).exists():
-        raise ModelNotFoundError(f"artifact source {digest} is not stored in {reg.root}")
-    with _fs.staging_path(reg._layout.tmp, "art") as staged:
+    if not store.layout.blob(_blobs.hex_of(digest)).exists():
+        raise ModelNotFoundError(f"artifact source {digest} is not stored in {store.root}")
+    with staging_path(store.layout.tmp, "art") as staged:
         try:
-            reg._init_root()
-            _fs.make_dir(reg._layout.tmp, parents=True, exist_ok=True)
+            store.init_root()
+            _fs.make_dir(store.layout.tmp, parents=True, exist_ok=True)
             _fs.make_dir(staged)
         except OSError as exc:
             raise _fs.os_error(f"staging an artifact for {digest}", exc) from exc
@@ -88,7 +91,7 @@ def stage_artifact(reg: Any, source_digest: str, key: Mapping[str, str]) -> Iter
 def _publish_staged(staged: Path, final: Path, key: Mapping[str, str], digest: str) -> None:
     """Record the staged files in ``artifact.json``, make them read-only and rename the directory into place."""
     files = {}
-    for dirpath, _, names in _fs.walk(staged):
+    for dirpath, _, names in walk(staged):
         for n in names:
             p = Path(dirpath) / n
             if p.is_symlink() or not p.is_file():
@@ -98,17 +101,17 @@ def _publish_staged(staged: Path, final: Path, key: Mapping[str, str], digest: s
         raise InvalidInputError(f"{_INFO!r} is reserved inside an artifact directory")
     info = {"files": files, "key": dict(key), "source": digest}
     _fs.write_new_file(staged / _INFO, canonical_bytes(info))
-    for dirpath, _, names in _fs.walk(staged):
+    for dirpath, _, names in walk(staged):
         for n in names:
             _fs.make_readonly(Path(dirpath) / n)
     _fs.rename_dir_new(staged, final)
 
 
 def publish_artifact(
-    reg: Any, source_digest: str, key: Mapping[str, str], files: Mapping[str, bytes | str | os.PathLike[str]]
+    store: Store, source_digest: str, key: Mapping[str, str], files: Mapping[str, bytes | str | os.PathLike[str]]
 ) -> Path:
     """See :meth:`Registry.publish_artifact`."""
-    with stage_artifact(reg, source_digest, key) as d:
+    with stage_artifact(store, source_digest, key) as d:
         for rel, content in files.items():
             dest = d.joinpath(*validate_relpath(rel).split("/"))
             try:
@@ -119,7 +122,19 @@ def publish_artifact(
                     _fs.copy_hashing(Path(content), dest)
             except OSError as exc:
                 raise _fs.os_error(f"publishing the artifact file {rel!r}", exc) from exc
-    found = find_artifact(reg, source_digest, key)
+    found = find_artifact(store, source_digest, key)
     if found is None:
         raise ModelNotFoundError(f"artifact for {source_digest} {dict(key)} vanished right after publishing")
     return found
+
+
+def engine_cache_dir(store: Store, source_digest: str, key: Mapping[str, str]) -> Path | None:
+    """See :meth:`Registry.engine_cache_dir`."""
+    if store.read_only:
+        return None
+    path = artifact_dir(store, source_digest, {**dict(key), "kind": "engine-cache"})
+    try:
+        _fs.make_dir(path, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fs.os_error(f"creating the engine cache directory {path}", exc) from exc
+    return path

@@ -11,7 +11,8 @@ through :func:`make_dir` (``_fs._os_mkdir``) the same way. Publication is always
   exists.
 
 Readers therefore see a whole file or no file, never a partial one. A staged write that fails
-removes what it created.
+removes what it created. Staging names are made in ``_staging``; trees are removed and walked
+(iteratively, at any depth) by ``_dirs``.
 
 Every file the registry opens is opened with :func:`open_regular`: without blocking, then checked
 with ``fstat``, so a FIFO, device or socket planted anywhere in the registry (or handed in as a
@@ -26,20 +27,18 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
-import socket
 import stat
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO, Callable, Iterator
+from typing import IO, BinaryIO, Callable
 
 from .. import _files
 from .._errors import RegistryError
 from .._files import file_kind
 from .._files import kind_at as _kind_at
 from . import _faults
+from ._dirs import remove_path
+from ._staging import staging_done, staging_name
 
 __all__ = [
     "CHUNK",
@@ -49,23 +48,19 @@ __all__ = [
     "make_dir",
     "list_dir",
     "refuse_special",
-    "staging_done",
     "write_all",
     "write_new_file",
     "copy_hashing",
     "file_kind",
     "stream_hashing",
     "hash_file",
+    "fsync_fd",
     "fsync_dir",
     "link_new",
     "replace_bytes",
     "rename_dir_new",
     "make_readonly",
-    "remove_path",
-    "walk",
     "read_small",
-    "staging_name",
-    "staging_owner_alive",
     "is_enospc",
     "os_error",
 ]
@@ -73,7 +68,6 @@ __all__ = [
 CHUNK = 1 << 20
 _os_write: Callable[[int, bytes | memoryview], int] = os.write
 _os_mkdir: Callable[..., None] = os.mkdir
-_HOST = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in socket.gethostname())[:40] or "host"
 _FSYNC = sys.platform != "win32"
 
 
@@ -272,6 +266,12 @@ def hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def fsync_fd(fd: int) -> None:
+    """fsync an open file so its bytes survive a power loss (no-op on Windows, as for every write here)."""
+    if _FSYNC:
+        os.fsync(fd)
+
+
 def fsync_dir(path: Path) -> None:
     """fsync a directory so a rename or link inside it survives a power loss (no-op on Windows)."""
     if not _FSYNC:
@@ -341,113 +341,6 @@ def make_readonly(path: Path) -> None:
     os.chmod(path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
 
-_RWX = stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR
-
-
-def _retry_writable(func: Callable[[str], None], path: str) -> None:
-    """``func(path)`` (unlink, rmdir); on failure make ``path`` and its parent writable and try
-    once more; a second failure is ignored (removal of trees is best effort, like rmtree's)."""
-    try:
-        func(path)
-        return
-    except FileNotFoundError:
-        return
-    except OSError:
-        pass
-    try:
-        if not stat.S_ISLNK(os.lstat(path).st_mode):  # never chmod through a symlink
-            os.chmod(path, _RWX)
-        parent = os.path.dirname(path)
-        if parent:
-            os.chmod(parent, _RWX)
-        func(path)
-    except OSError:
-        pass
-
-
-def _scan(d: str) -> list[os.DirEntry[str]]:
-    with os.scandir(d) as it:
-        return list(it)
-
-
-def _remove_tree(top: str) -> None:
-    """Remove the directory tree ``top`` without recursion (Python 3.11's ``shutil.rmtree``
-    recurses once per level, so a deeply nested directory would raise ``RecursionError``).
-    Symlinks are unlinked, never followed."""
-    stack: list[tuple[str, bool]] = [(top, False)]
-    while stack:
-        d, emptied = stack.pop()
-        if emptied:
-            _retry_writable(os.rmdir, d)
-            continue
-        stack.append((d, True))
-        try:
-            entries = _scan(d)
-        except PermissionError:
-            try:
-                os.chmod(d, _RWX)  # an unreadable directory cannot be emptied
-                entries = _scan(d)
-            except OSError:
-                continue
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                is_dir = e.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            if is_dir:
-                stack.append((e.path, False))
-            else:
-                _retry_writable(os.unlink, e.path)
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file or directory tree, ignoring absence; read-only entries are made writable."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        _remove_tree(os.fspath(path))
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except PermissionError:
-            os.chmod(path, stat.S_IWUSR | stat.S_IRUSR)
-            os.unlink(path)
-
-
-def walk(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
-    """``os.walk(top)`` (top-down, symlinks not followed), but iterative: Python 3.11's
-    ``os.walk`` recurses once per level, so a deeply nested directory would raise
-    ``RecursionError``. As with ``os.walk``, ``dirnames`` may be pruned in place, symlinks to
-    directories are listed in ``dirnames`` but not entered, and unreadable directories are skipped.
-    """
-    stack = [os.fspath(top)]
-    while stack:
-        d = stack.pop()
-        try:
-            entries = _scan(d)
-        except OSError:
-            continue
-        dirs: list[str] = []
-        files: list[str] = []
-        links: set[str] = set()
-        for e in entries:
-            try:
-                is_dir = e.is_dir()
-            except OSError:
-                is_dir = False
-            (dirs if is_dir else files).append(e.name)
-            if is_dir and e.is_symlink():
-                links.add(e.name)
-        yield d, dirs, files
-        stack.extend(os.path.join(d, n) for n in reversed(dirs) if n not in links)
-
-
 def read_small(path: Path, limit: int = 16 << 20) -> bytes:
     """Read a small regular file entirely; raises ``ValueError`` if it is larger than ``limit``
     and :class:`FileKindError` if it is not a regular file (see :func:`open_regular`)."""
@@ -456,77 +349,3 @@ def read_small(path: Path, limit: int = 16 << 20) -> bytes:
     if len(data) > limit:
         raise ValueError(f"{path} is larger than {limit} bytes")
     return data
-
-
-#: Staging names this process handed out and still uses (see :func:`staging_owner_alive`).
-_IN_USE: set[str] = set()
-
-
-def staging_name(kind: str) -> str:
-    """A unique name for a staging entry: ``<kind>-<host>-<pid>-<time>-<random>``.
-
-    The name counts as in use by this process until :func:`staging_done` is called with it;
-    every caller must call it (in a ``finally``) once the entry is gone or abandoned.
-    """
-    name = f"{kind}-{_HOST}-{os.getpid()}-{time.time_ns()}-{secrets.token_hex(4)}"
-    _IN_USE.add(name)
-    return name
-
-
-def staging_done(name: str) -> None:
-    """This process no longer uses the staging entry ``name`` (whatever is left there is garbage)."""
-    _IN_USE.discard(name)
-
-
-@contextmanager
-def staging_path(parent: Path, kind: str, suffix: str = "") -> Iterator[Path]:
-    """A fresh staging path ``parent/<staging_name(kind)><suffix>`` (not created), in use until
-    the block ends; then whatever is there is removed."""
-    name = staging_name(kind)
-    try:
-        yield parent / f"{name}{suffix}"
-    finally:
-        try:
-            remove_path(parent / f"{name}{suffix}")
-        finally:
-            staging_done(name)
-
-
-def staging_owner_alive(entry: str, *, max_age_s: float, mtime: float) -> bool:
-    """Whether the process that created the staging entry ``entry`` may still be using it.
-
-    Entries of this process are alive exactly while it uses them (:func:`staging_name` until
-    :func:`staging_done`), so leftovers of its own failed writes are collected at once; entries
-    of this host whose pid is gone are dead at once; other entries count as alive until they are
-    ``max_age_s`` old.
-    """
-    parts = entry.split("-")
-    if time.time() - mtime > max_age_s:
-        return False
-    if len(parts) >= 5 and parts[1] == _HOST:
-        try:
-            pid = int(parts[2])
-        except ValueError:
-            return True
-        if pid == os.getpid():
-            return entry.split(".", 1)[0] in _IN_USE
-        return _pid_alive(pid)
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":  # pragma: no cover
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed child not yet reaped) is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return fields[0] != b"Z"
-    except (OSError, IndexError):
-        return True

@@ -6,10 +6,10 @@ Everything else under ``blobs/``, ``trees/``, ``state/`` and ``artifacts/`` is g
 is a staging entry under ``tmp/`` whose process is dead (same host) or that is older than the
 age limit.
 
-Removing blobs and trees races with registrations that are about to reference them. The
+Removing blobs and trees races with registrations that are about to use them. The
 protocol: gc first *moves* candidates into its own staging directory, then scans the live set
 again and moves back anything that became live; a registrar checks after publishing its pointer
-that everything it references exists and re-links what is missing from its staged copies. Either
+that everything it uses exists and re-links what is missing from its staged copies. Either
 gc's second scan sees the new pointer, or the registrar's check sees the removal, so no
 published version loses a file for good. A reader could still catch such a version in the
 instant between gc's move and the restore, so by default gc also leaves alone blobs and trees
@@ -17,7 +17,7 @@ created or hard-linked (ctime) in the last ``min_age_s`` seconds (10 minutes): a
 hard-links every blob it uses into its tree before publishing, which refreshes the ctime.
 If any manifest cannot be read, no blob or tree is removed. A gc killed between its move and
 its rescan leaves its trash directory behind; the next gc puts back from it everything a
-published version references before deleting the rest, and never deletes a referenced entry.
+published version uses before deleting the rest, and never deletes an entry in use.
 Artifacts are removed only when their source is gone and they are older than ``min_age_s``.
 
 A full disk: gc is the tool for it, so it frees space without first needing any. Staging
@@ -34,7 +34,7 @@ checked. With the default ``min_age_s`` it cannot happen (a registrar links ever
 just before publishing, which makes the blob young), and on a full disk such a registration
 would fail for lack of space anyway. Any ``OSError`` left (or a damaged layout, such as a file
 where ``trees/`` belongs) becomes a :class:`RegistryError`; what gc removed until then stays
-removed, and nothing referenced is deleted.
+removed, and nothing in use is deleted.
 """
 
 from __future__ import annotations
@@ -42,19 +42,23 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable, Sequence
 
 from .._errors import ModelserveError, RegistryError
-from . import _faults, _fs, _store
+from . import _blobs, _faults, _fs
+from ._dirs import remove_path, tree_size
+from ._layout import Layout
 from ._names import validate_label, validate_name
+from ._staging import staging_done, staging_name, staging_owner_alive
+from ._store import Store
 from ._types import GcPlan
 
-__all__ = ["gc", "live_set", "remove_unreferenced", "drain_trash"]
+__all__ = ["gc", "live_set", "remove_unused", "drain_trash", "discard"]
 
 
-def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
+def live_set(store: Store) -> tuple[set[str], set[str], bool]:
     """``(live manifest hexes, live blob hexes (manifests included), complete)``."""
-    layout = reg._layout
+    layout = store.layout
     manifests: set[str] = set()
     blobs: set[str] = set()
     complete = True
@@ -70,17 +74,17 @@ def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
             except ModelserveError:
                 continue
             try:
-                ptr = reg._read_pointer(name, label)
+                ptr = store.read_pointer(name, label)
             except ModelserveError:
                 complete = False
                 continue
             if ptr is None or ptr.get("deleted"):
                 continue
-            mhex = _store.hex_of(ptr["manifest"])
+            mhex = _blobs.hex_of(ptr["manifest"])
             manifests.add(mhex)
             blobs.add(mhex)
             try:
-                m = reg._manifest(mhex, f"{name}:{label}")
+                m = store.manifest(mhex, f"{name}:{label}")
             except ModelserveError:
                 complete = False
                 continue
@@ -88,7 +92,7 @@ def live_set(reg: Any) -> tuple[set[str], set[str], bool]:
     return manifests, blobs, complete
 
 
-def _all_blobs(layout: Any) -> list[Path]:
+def _all_blobs(layout: Layout) -> list[Path]:
     out: list[Path] = []
     for sub in _fs.list_dir(layout.blobs):
         try:
@@ -100,33 +104,16 @@ def _all_blobs(layout: Any) -> list[Path]:
     return out
 
 
-def _size(path: Path) -> int:
-    total = 0
-    try:
-        if path.is_dir() and not path.is_symlink():
-            for dirpath, _, files in _fs.walk(path):
-                for f in files:
-                    try:
-                        total += os.lstat(os.path.join(dirpath, f)).st_size
-                    except OSError:
-                        pass
-        else:
-            total = os.lstat(path).st_size
-    except OSError:
-        pass
-    return total
-
-
-def _kind(layout: Any, path: Path) -> str:
+def _kind(layout: Layout, path: Path) -> str:
     """``"blob"`` or ``"tree"``: which part of the store the candidate ``path`` is in."""
     return "blob" if path.parent.parent == layout.blobs else "tree"
 
 
-def _trash_name(layout: Any, i: int, path: Path) -> str:
+def _trash_name(layout: Layout, i: int, path: Path) -> str:
     return f"{_kind(layout, path)[0]}-{i}-{path.name}"
 
 
-def _origin(layout: Any, entry: Path) -> tuple[str, Path] | None:
+def _origin(layout: Layout, entry: Path) -> tuple[str, Path] | None:
     """Where a gc trash entry came from: ``("blob" | "tree", original path)``, or None if unknown.
 
     Entries are ``b-<i>-<hex>`` / ``t-<i>-<hex>``; older gc wrote ``<i>-<hex>`` (a directory is
@@ -162,97 +149,97 @@ def _is_live(kind: str, hx: str, manifests: set[str], blobs: set[str], complete:
     return (not complete) or (hx in blobs if kind == "blob" else hx in manifests)
 
 
-def drain_trash(reg: Any, trash: Path) -> bool:
+def drain_trash(store: Store, trash: Path) -> bool:
     """Empty a gc trash directory left by a gc that died: put back every entry that a published
-    version references (everything, if the live set cannot be read completely), delete the rest.
+    version uses (everything, if the live set cannot be read completely), delete the rest.
 
-    Returns True if the trash directory was removed; False if something referenced could not
-    be put back (the directory is then kept, so nothing referenced is ever deleted).
+    Returns True if the trash directory was removed; False if something in use could not
+    be put back (the directory is then kept, so nothing in use is ever deleted).
     """
-    layout = reg._layout
+    layout = store.layout
     try:
         entries = sorted(os.listdir(trash))
     except FileNotFoundError:
         return True
     except NotADirectoryError:
-        _fs.remove_path(trash)
+        remove_path(trash)
         return True
-    manifests, blobs, complete = live_set(reg)
+    manifests, blobs, complete = live_set(store)
     kept = False
     for name in entries:
         dest = trash / name
         origin = _origin(layout, dest)
         if origin is None:
-            _fs.remove_path(dest)  # not something gc moves: a leftover of the trash itself
+            remove_path(dest)  # not something gc moves: a leftover of the trash itself
             continue
         kind, path = origin
         if _is_live(kind, path.name, manifests, blobs, complete) and not _put_back(dest, path):
             kept = True
             continue
-        _fs.remove_path(dest)
+        remove_path(dest)
     if kept:
         return False
-    _fs.remove_path(trash)
+    remove_path(trash)
     return True
 
 
-def remove_unreferenced(reg: Any, candidates: Iterable[Path], *, min_age_s: float = 0.0) -> list[Path]:
-    """Remove blob/tree paths that no live version references; returns those removed.
+def remove_unused(store: Store, candidates: Iterable[Path], *, min_age_s: float = 0.0) -> list[Path]:
+    """Remove blob/tree paths that no live version uses; returns those removed.
 
     Normally with the move-rescan protocol (:func:`_move_rescan_remove`). When the disk has no
     room for the trash directory, candidates are removed directly, one at a time (trees first),
     each after reading the live set again and checking ``min_age_s`` again, until the trash can
     be created (see the module docstring).
     """
-    layout = reg._layout
+    layout = store.layout
     pending = sorted(candidates, key=lambda p: _kind(layout, p) == "blob")  # trees first (stable)
     removed: list[Path] = []
     while pending:
         trash = _new_trash(layout)
         if trash is not None:
-            return removed + _move_rescan_remove(reg, trash, pending)
+            return removed + _move_rescan_remove(store, trash, pending)
         path = pending.pop(0)
-        if _remove_if_unreferenced(reg, path, min_age_s):
+        if _remove_if_unused(store, path, min_age_s):
             removed.append(path)
     return removed
 
 
-def _new_trash(layout: Any) -> Path | None:
+def _new_trash(layout: Layout) -> Path | None:
     """A new, empty gc trash directory under ``tmp/`` (in use by this process until
-    ``_fs.staging_done``), or None when the file system has no room for one."""
-    name = _fs.staging_name("gc")
+    ``_staging.staging_done``), or None when the file system has no room for one."""
+    name = staging_name("gc")
     trash = layout.tmp / name
     try:
         _fs.make_dir(layout.tmp, parents=True, exist_ok=True)
         _fs.make_dir(trash)
     except OSError as exc:
-        _fs.staging_done(name)
+        staging_done(name)
         if _fs.is_enospc(exc):
             return None
         raise
     return trash
 
 
-def _remove_if_unreferenced(reg: Any, path: Path, min_age_s: float) -> bool:
-    """Delete ``path`` at once if, right now, no live version references it and it is old enough."""
-    manifests, blobs, complete = live_set(reg)
-    if _is_live(_kind(reg._layout, path), path.name, manifests, blobs, complete):
+def _remove_if_unused(store: Store, path: Path, min_age_s: float) -> bool:
+    """Delete ``path`` at once if, right now, no live version uses it and it is old enough."""
+    manifests, blobs, complete = live_set(store)
+    if _is_live(_kind(store.layout, path), path.name, manifests, blobs, complete):
         return False
     if not _old(path, min_age_s, time.time()):
         return False
-    _fs.remove_path(path)
+    remove_path(path)
     return True
 
 
-def _move_rescan_remove(reg: Any, trash: Path, candidates: list[Path]) -> list[Path]:
+def _move_rescan_remove(store: Store, trash: Path, candidates: list[Path]) -> list[Path]:
     """The move-rescan protocol, with the fresh ``trash`` directory.
 
     Candidates are moved into ``trash``, the live set is read again, and whatever became live
     is moved back; only the rest is deleted. If this process dies in between, the next gc finds
-    the dead trash directory and puts back what is referenced before deleting anything
+    the dead trash directory and puts back what is in use before deleting anything
     (:func:`drain_trash`).
     """
-    layout = reg._layout
+    layout = store.layout
     moved: list[tuple[Path, Path]] = []
     removed: list[Path] = []
     keep = False
@@ -265,7 +252,7 @@ def _move_rescan_remove(reg: Any, trash: Path, candidates: list[Path]) -> list[P
                 continue
             moved.append((path, dest))
         _faults.point("gc-trashed")
-        manifests, blobs, complete = live_set(reg)
+        manifests, blobs, complete = live_set(store)
         for path, dest in moved:
             if _is_live(_kind(layout, path), path.name, manifests, blobs, complete):
                 if not _put_back(dest, path):
@@ -283,15 +270,15 @@ def _move_rescan_remove(reg: Any, trash: Path, candidates: list[Path]) -> list[P
     finally:
         try:
             if keep:
-                # Something referenced could not be put back: delete only what is garbage and leave
+                # Something in use could not be put back: delete only what is garbage and leave
                 # the rest for the next gc's drain_trash.
                 for path, dest in moved:
                     if path in removed:
-                        _fs.remove_path(dest)
+                        remove_path(dest)
             else:
-                _fs.remove_path(trash)
+                remove_path(trash)
         finally:
-            _fs.staging_done(trash.name)  # a kept trash is now a dead gc's, drained next time
+            staging_done(trash.name)  # a kept trash is now a dead gc's, drained next time
 
 
 def _old(path: Path, min_age_s: float, now: float) -> bool:
@@ -323,19 +310,19 @@ def _artifact_old(path: Path, min_age_s: float, now: float) -> bool:
     return True
 
 
-def gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
+def gc(store: Store, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
     """See :meth:`Registry.gc`. Every ``OSError`` becomes a :class:`RegistryError`."""
     try:
-        return _gc(reg, dry_run=dry_run, staging_max_age_s=staging_max_age_s, min_age_s=min_age_s)
+        return _gc(store, dry_run=dry_run, staging_max_age_s=staging_max_age_s, min_age_s=min_age_s)
     except OSError as exc:
         why = f"no space left on device ({exc})" if _fs.is_enospc(exc) else str(exc)
         raise RegistryError(
-            f"gc of {reg.root} failed: {why}; what it removed until then stays removed and nothing "
-            f"referenced was deleted: fix the cause and run gc again"
+            f"gc of {store.root} failed: {why}; what it removed until then stays removed and nothing "
+            f"in use was deleted: fix the cause and run gc again"
         ) from exc
 
 
-def _plan_staging(layout: Any, plan: GcPlan, staging_max_age_s: float) -> None:
+def _plan_staging(layout: Layout, plan: GcPlan, staging_max_age_s: float) -> None:
     """Add the dead staging entries under ``tmp/`` to ``plan`` (and ``tmp`` itself if a file squats it)."""
     if os.path.lexists(layout.tmp) and not os.path.isdir(layout.tmp):
         plan.staging.append(layout.tmp)  # nothing but staging lives there: a stray file is junk
@@ -346,15 +333,15 @@ def _plan_staging(layout: Any, plan: GcPlan, staging_max_age_s: float) -> None:
             mtime = os.lstat(p).st_mtime
         except FileNotFoundError:
             continue
-        if not _fs.staging_owner_alive(entry, max_age_s=staging_max_age_s, mtime=mtime):
+        if not staging_owner_alive(entry, max_age_s=staging_max_age_s, mtime=mtime):
             plan.staging.append(p)
 
 
-def _gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
-    layout = reg._layout
+def _gc(store: Store, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) -> GcPlan:
+    layout = store.layout
     now = time.time()
     plan = GcPlan()
-    manifests, blobs, complete = live_set(reg)
+    manifests, blobs, complete = live_set(store)
     _plan_staging(layout, plan, staging_max_age_s)
     if complete:
         plan.blobs = [p for p in _all_blobs(layout) if p.name not in blobs and _old(p, min_age_s, now)]
@@ -367,23 +354,34 @@ def _gc(reg: Any, *, dry_run: bool, staging_max_age_s: float, min_age_s: float) 
             layout.artifacts / a for a in _fs.list_dir(layout.artifacts)
             if a not in blobs and _artifact_old(layout.artifacts / a, min_age_s, now)
         ]
-    plan.bytes = sum(_size(p) for p in plan.paths)
+    plan.bytes = sum(tree_size(p) for p in plan.paths)
     if dry_run:
         return plan
     _faults.point("gc-planned")
     kept = []
     for p in plan.staging:
         if p.name.startswith("gc-"):
-            # A dead gc's trash: what it took may be referenced again; put that back first.
-            if not drain_trash(reg, p):
+            # A dead gc's trash: what it took may be in use again; put that back first.
+            if not drain_trash(store, p):
                 kept.append(p)
         else:
-            _fs.remove_path(p)
+            remove_path(p)
     plan.staging = [p for p in plan.staging if p not in kept]
     for p in plan.artifacts + plan.state:
-        _fs.remove_path(p)
-    removed = set(remove_unreferenced(reg, plan.blobs + plan.trees, min_age_s=min_age_s))
+        remove_path(p)
+    removed = set(remove_unused(store, plan.blobs + plan.trees, min_age_s=min_age_s))
     plan.blobs = [p for p in plan.blobs if p in removed]
     plan.trees = [p for p in plan.trees if p in removed]
     plan.done = True
     return plan
+
+
+def discard(store: Store, paths: Sequence[Path]) -> None:
+    """Best-effort removal of the blobs/trees a failed registration or import created, unless a
+    live version uses them (with the same protocol as gc, so a concurrent registrar never loses one)."""
+    if not paths:
+        return
+    try:
+        remove_unused(store, paths)
+    except (OSError, ModelserveError):
+        pass

@@ -13,8 +13,8 @@ everything, and also reports files in a version's tree that its manifest does no
 A concurrent ``gc`` may move a live version's tree into its trash and put it back an instant
 later (see ``_gc``). A file found missing while a gc is running (a ``tmp/gc-*`` trash exists),
 or of a version published moments ago (its registrar may be restoring what gc took), is
-therefore waited for, as for resolve (``_store.retry_while_gc``); if it is still missing after
-``_store.TRANSIENT_WAIT_S`` while a gc runs, the :class:`IntegrityError` says so and to retry.
+therefore waited for, as for resolve (``_blobs.retry_while_gc``); if it is still missing after
+``_blobs.TRANSIENT_WAIT_S`` while a gc runs, the :class:`IntegrityError` says so and to retry.
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import IntegrityError, ModelserveError, RegistryError
-from . import _aliases, _fs, _store
+from . import _blobs, _fs
+from ._dirs import walk
+from ._layout import Layout
 from ._manifest import canonical_bytes, loads
-from ._names import parse_ref, validate_alias, validate_label, validate_name
+from ._names import Ref, parse_ref, validate_alias, validate_label, validate_name
+from ._resolve import resolve
+from ._store import Store
 from ._types import ModelVersion, Problem, VerifyReport
 
 __all__ = ["check_version", "verify"]
@@ -59,16 +63,16 @@ def _load_state(path: Path) -> dict[str, Any]:
         return {}
 
 
-def check_version(reg: Any, mv: ModelVersion, *, full: bool = False) -> None:
+def check_version(store: Store, mv: ModelVersion, *, full: bool = False) -> None:
     """See :meth:`Registry.check`. Files missing because a concurrent gc has them in flight are
     waited for (see the module docstring)."""
-    _store.retry_while_gc(reg._layout, lambda: _check_once(reg, mv, full=full), created_ns=mv.created_ns)
+    _blobs.retry_while_gc(store.layout, lambda: _check_once(store, mv, full=full), created_ns=mv.created_ns)
 
 
-def _check_once(reg: Any, mv: ModelVersion, *, full: bool) -> None:
+def _check_once(store: Store, mv: ModelVersion, *, full: bool) -> None:
     """One pass of :func:`check_version`; a missing file raises IntegrityError from FileNotFoundError."""
-    layout = reg._layout
-    mhex = _store.hex_of(mv.digest)
+    layout = store.layout
+    mhex = _blobs.hex_of(mv.digest)
     state_path = layout.verified_state(mhex)
     state = {} if full else _load_state(state_path)
     at_ns = int(state.get("at_ns", 0))
@@ -100,7 +104,7 @@ def _check_once(reg: Any, mv: ModelVersion, *, full: bool) -> None:
             if actual != f.hex:
                 raise IntegrityError(f"{mv.ref}: file {f.path!r} was modified: expected {f.digest}, got sha256:{actual}")
         new_files[f.path] = key
-    if hashed and not reg.read_only:
+    if hashed and not store.read_only:
         data = canonical_bytes({"at_ns": started, "files": new_files})
         try:
             _fs.replace_bytes(layout.tmp, state_path, data)
@@ -114,7 +118,7 @@ def _extra_entries(mv: ModelVersion) -> list[str]:
     dirs = {"/".join(f.path.split("/")[:i]) for f in mv.files for i in range(1, f.path.count("/") + 1)}
     out = []
     try:
-        for dirpath, dirnames, filenames in _fs.walk(mv.root):
+        for dirpath, dirnames, filenames in walk(mv.root):
             rel_dir = Path(dirpath).relative_to(mv.root).as_posix()
             prefix = "" if rel_dir == "." else rel_dir + "/"
             for d in list(dirnames):
@@ -127,114 +131,142 @@ def _extra_entries(mv: ModelVersion) -> list[str]:
     return sorted(out)
 
 
-def verify(reg: Any, ref: str | None = None) -> VerifyReport:
+class _BlobCheck:
+    """Hashes each blob once per :func:`verify`: ``check(hex, size)`` is a problem message or None."""
+
+    def __init__(self, layout: Layout, report: VerifyReport) -> None:
+        self.layout = layout
+        self.report = report
+        self.seen: dict[str, str | None] = {}
+
+    def __call__(self, hx: str, size: int) -> str | None:
+        if hx not in self.seen:
+            self.seen[hx] = self._check(hx, size)
+        return self.seen[hx]
+
+    def _check(self, hx: str, size: int) -> str | None:
+        p = self.layout.blob(hx)
+        try:
+            actual, actual_size = _fs.hash_file(p)
+        except FileNotFoundError:
+            return f"blob {p} is missing (expected sha256:{hx}, {size} bytes)"
+        except OSError as exc:
+            return f"blob {p} is unreadable (expected sha256:{hx}, {size} bytes): {exc}"
+        self.report.bytes_hashed += actual_size
+        if actual != hx:
+            return f"blob {p} expected sha256:{hx}, got sha256:{actual} ({actual_size} bytes, expected {size})"
+        return None
+
+
+def verify(store: Store, ref: str | None = None) -> VerifyReport:
     """See :meth:`Registry.verify`."""
     report = VerifyReport()
-    layout = reg._layout
-    blob_ok: dict[str, str | None] = {}  # hex -> problem message or None
-
-    def check_blob(hx: str, size: int) -> str | None:
-        if hx not in blob_ok:
-            p = layout.blob(hx)
-            try:
-                actual, actual_size = _fs.hash_file(p)
-                report.bytes_hashed += actual_size
-                if actual != hx:
-                    blob_ok[hx] = f"blob {p} expected sha256:{hx}, got sha256:{actual} ({actual_size} bytes, expected {size})"
-                else:
-                    blob_ok[hx] = None
-            except FileNotFoundError:
-                blob_ok[hx] = f"blob {p} is missing (expected sha256:{hx}, {size} bytes)"
-            except OSError as exc:
-                blob_ok[hx] = f"blob {p} is unreadable (expected sha256:{hx}, {size} bytes): {exc}"
-        return blob_ok[hx]
-
-    if ref is not None:
-        r = parse_ref(ref)
+    check_blob = _BlobCheck(store.layout, report)
+    r = parse_ref(ref) if ref is not None else None
+    if r is not None:
         names = [r.name]
     else:
-        r = None
         try:
-            names = sorted(_fs.list_dir(layout.models))
+            names = sorted(_fs.list_dir(store.layout.models))
         except OSError as exc:
-            raise RegistryError(f"verify cannot list the models of {reg.root}: {exc}") from exc
+            raise RegistryError(f"verify cannot list the models of {store.root}: {exc}") from exc
     for name in names:
         try:
             validate_name(name)
         except ModelserveError:
-            report.problems.append(Problem("stray", str(layout.models / name), "not a valid model name"))
+            report.problems.append(Problem("stray", str(store.layout.models / name), "not a valid model name"))
             continue
         if r is not None:
             try:
-                targets = [reg._resolve(r)]
+                labels = [resolve(store, r).version]
             except ModelserveError as exc:
                 report.problems.append(Problem("version", ref or name, str(exc)))
                 continue
-            labels = [t.version for t in targets]
         else:
-            try:
-                labels = sorted(os.listdir(layout.versions(name)))
-            except (FileNotFoundError, NotADirectoryError):
-                labels = []
-            except OSError as exc:
-                report.problems.append(Problem("version", name, f"versions are unreadable: {exc}"))
-                labels = []
+            labels = _labels(store, name, report)
         for label in labels:
-            subject = f"{name}:{label}"
-            try:
-                validate_label(label)
-                ptr = reg._read_pointer(name, label)
-                if ptr is None or ptr.get("deleted"):
-                    continue
-                mv = reg._version(name, label, ptr)
-            except ModelserveError as exc:
-                report.problems.append(Problem("version", subject, str(exc)))
-                continue
-            except OSError as exc:
-                report.problems.append(Problem("version", subject, f"unreadable: {exc}"))
-                continue
-            report.versions_checked += 1
-            bad = False
-            for f in mv.files:
-                report.files_checked += 1
-                msg = check_blob(f.hex, f.size)
-                if msg:
-                    report.problems.append(Problem("blob", subject, f"{f.path}: {msg}"))
-                    bad = True
-                    continue
-                tp = mv.root.joinpath(*f.path.split("/"))
-                try:
-                    same = os.path.samefile(tp, layout.blob(f.hex))
-                    if not same:
-                        actual, _ = _fs.hash_file(tp)
-                        if actual != f.hex:
-                            raise IntegrityError(f"expected {f.digest}, got sha256:{actual}")
-                except (OSError, IntegrityError) as exc:
-                    report.problems.append(Problem("tree", subject, f"{f.path}: {exc}"))
-                    bad = True
-            for extra in _extra_entries(mv):
-                report.problems.append(Problem("tree", subject, f"unexpected entry in the version's files: {extra}"))
-                bad = True
-            if not bad and not reg.read_only:
-                try:
-                    check_version(reg, mv, full=True)  # records the fresh verification
-                except (IntegrityError, OSError):
-                    pass
+            _verify_version(store, name, label, check_blob, report)
         if r is None:
-            try:
-                entries = sorted(os.listdir(layout.aliases(name)))
-            except (FileNotFoundError, NotADirectoryError):
-                entries = []
-            except OSError as exc:
-                report.problems.append(Problem("alias", name, f"aliases are unreadable: {exc}"))
-                entries = []
-            for entry in entries:
-                alias = entry[: -len(".jsonl")] if entry.endswith(".jsonl") else entry
-                try:
-                    validate_alias(alias)
-                    stack = _aliases.replay(_aliases.read_history(layout.alias_history(name, alias)))
-                    if stack:
-                        reg.resolve(f"{name}@{alias}")
-                except ModelserveError as exc:
-                    report.problems.append(Problem("alias", f"{name}@{alias}", str(exc)))
+            _verify_aliases(store, name, report)
     return report
+
+
+def _labels(store: Store, name: str, report: VerifyReport) -> list[str]:
+    """Every entry under the versions of ``name`` (checked one by one by :func:`_verify_version`)."""
+    try:
+        return sorted(os.listdir(store.layout.versions(name)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        report.problems.append(Problem("version", name, f"versions are unreadable: {exc}"))
+        return []
+
+
+def _verify_version(store: Store, name: str, label: str, check_blob: _BlobCheck, report: VerifyReport) -> None:
+    """Check the pointer, manifest, blobs and tree of ``name:label``; record a fresh
+    verification when everything is right (writable registries only)."""
+    subject = f"{name}:{label}"
+    try:
+        validate_label(label)
+        ptr = store.read_pointer(name, label)
+        if ptr is None or ptr.get("deleted"):
+            return
+        mv = store.version(name, label, ptr)
+    except ModelserveError as exc:
+        report.problems.append(Problem("version", subject, str(exc)))
+        return
+    except OSError as exc:
+        report.problems.append(Problem("version", subject, f"unreadable: {exc}"))
+        return
+    report.versions_checked += 1
+    bad = _verify_files(store, mv, subject, check_blob, report)
+    for extra in _extra_entries(mv):
+        report.problems.append(Problem("tree", subject, f"unexpected entry in the version's files: {extra}"))
+        bad = True
+    if not bad and not store.read_only:
+        try:
+            check_version(store, mv, full=True)  # records the fresh verification
+        except (IntegrityError, OSError):
+            pass
+
+
+def _verify_files(store: Store, mv: ModelVersion, subject: str, check_blob: _BlobCheck, report: VerifyReport) -> bool:
+    """Check each file's blob and its tree entry; True if any problem was recorded."""
+    bad = False
+    for f in mv.files:
+        report.files_checked += 1
+        msg = check_blob(f.hex, f.size)
+        if msg:
+            report.problems.append(Problem("blob", subject, f"{f.path}: {msg}"))
+            bad = True
+            continue
+        tp = mv.root.joinpath(*f.path.split("/"))
+        try:
+            same = os.path.samefile(tp, store.layout.blob(f.hex))
+            if not same:
+                actual, _ = _fs.hash_file(tp)
+                if actual != f.hex:
+                    raise IntegrityError(f"expected {f.digest}, got sha256:{actual}")
+        except (OSError, IntegrityError) as exc:
+            report.problems.append(Problem("tree", subject, f"{f.path}: {exc}"))
+            bad = True
+    return bad
+
+
+def _verify_aliases(store: Store, name: str, report: VerifyReport) -> None:
+    """Every alias history of ``name`` must parse and its target must resolve."""
+    try:
+        entries = sorted(os.listdir(store.layout.aliases(name)))
+    except (FileNotFoundError, NotADirectoryError):
+        entries = []
+    except OSError as exc:
+        report.problems.append(Problem("alias", name, f"aliases are unreadable: {exc}"))
+        entries = []
+    for entry in entries:
+        alias = entry[: -len(".jsonl")] if entry.endswith(".jsonl") else entry
+        try:
+            validate_alias(alias)
+            if store.alias_stack(name, alias):
+                resolve(store, Ref(name, alias=alias))
+        except ModelserveError as exc:
+            report.problems.append(Problem("alias", f"{name}@{alias}", str(exc)))

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from .._errors import ModelserveError, RegistryError
 from . import _fs
 from ._names import parse_ref, validate_digest, validate_label, validate_name
+from ._staging import staging_path
 
 __all__ = ["LockEntry", "LockFile", "read_lock", "write_lock", "toml_string"]
 
@@ -104,7 +105,7 @@ def write_lock(entries: Sequence[LockEntry], path: Path) -> Path:
     path = path.absolute()
     try:
         _fs.refuse_special(path, "lock file")
-        with _fs.staging_path(path.parent, f".{path.name}.lock", ".tmp") as tmp:
+        with staging_path(path.parent, f".{path.name}.lock", ".tmp") as tmp:
             _fs.write_new_file(tmp, data)
             _fs.refuse_special(path, "lock file")
             os.replace(tmp, path)
@@ -153,7 +154,8 @@ def read_lock(path: str | os.PathLike[str]) -> LockFile:
         seen = set()
         for i, t in enumerate(models):
             if not isinstance(t, dict) or set(t) != {"ref", "name", "version", "digest"}:
-                raise ValueError(f"model #{i + 1} must have exactly ref, name, version, digest; got {sorted(t) if isinstance(t, dict) else t!r}")
+                got = sorted(t) if isinstance(t, dict) else repr(t)
+                raise ValueError(f"model #{i + 1} must have exactly ref, name, version, digest; got {got}")
             if not all(isinstance(v, str) for v in t.values()):
                 raise ValueError(f"model #{i + 1}: every value must be a string")
             ref = str(parse_ref(t["ref"]))

@@ -42,6 +42,7 @@ __all__ = [
     "validate_alias",
     "validate_relpath",
     "validate_digest",
+    "label_key",
 ]
 
 #: File suffixes that make a string a model path rather than a registry reference.
@@ -206,3 +207,8 @@ def is_registry_ref(source: object) -> bool:
     except InvalidNameError:
         return False
     return True
+
+
+def label_key(label: str) -> tuple[int, int, str]:
+    """Sort key of version labels: integer labels (``1``, ``2``, ``10``) numerically, before the others."""
+    return (0, int(label), label) if label.isdigit() and len(label) <= 18 else (1, 0, label)

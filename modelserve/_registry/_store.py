@@ -1,246 +1,289 @@
-"""The content store: blobs named by their sha256, and per-version trees of hard links.
+"""The registry's store: one root directory and what is kept under it.
 
-Blobs are published from complete staged files with ``os.link`` and are read-only (0444). A
-version's *tree* (``trees/<manifest hex>/``) holds its files under their own names, as hard links
-to the blobs (copies where the file system has no hard links), so engines that look at file
-names or sibling files (``model.xml`` + ``model.bin``) get what they expect. Trees are staged
-complete and renamed into place, so a tree that exists is whole.
+:class:`Store` owns the on-disk layout (``_layout``), the format marker, staging directories,
+version pointers (read, published once, tombstoned), manifests (read and checked against their
+digest), alias targets, and turning a pointer into a :class:`ModelVersion`. Registration,
+resolution, alias moves, gc, integrity checks, archives and artifacts (one module each) take
+the store as their first argument; :class:`~modelserve.Registry` is the public front holding one.
+
+A version pointer ``models/<name>/versions/<label>`` is JSON ``{"created_ns": ..., "manifest":
+"sha256:<hex>"}``, published once with ``os.link`` (so two writers never both own a label);
+deleting a version replaces it with a tombstone (the same plus ``"deleted": true``), so the
+label is never reused. A pointer that cannot be read or parsed is an :class:`IntegrityError`.
+
+Example::
+
+    store = Store(Path("/srv/models"), read_only=True)
+    ptr = store.read_pointer("det", "3")            # None if there is no such label
+    mv = store.version("det", "3", ptr) if ptr else None
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
-import shutil
+import re
 import stat
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Iterator, Mapping
 
-from .._errors import IntegrityError
-from . import _fs
+from .._errors import IntegrityError, ModelNotFoundError, ModelserveError, RegistryError
+from . import _aliases, _blobs, _fs
 from ._layout import Layout
-from ._manifest import Manifest
+from ._manifest import Manifest, canonical_bytes, loads, parse_manifest
+from ._names import label_key, validate_alias, validate_label, validate_name
+from ._staging import staging_path
+from ._types import ModelVersion
 
-__all__ = ["put_blob", "read_manifest_blob", "materialize_tree", "hex_of", "trash_copy", "restore_blob", "MAX_MANIFEST",
-           "TRANSIENT_WAIT_S", "YOUNG_NS", "gc_in_progress", "retry_while_gc"]
+__all__ = ["Store", "Pointer", "MARKER_FORMAT"]
 
-#: The largest manifest the registry writes or reads (register refuses bigger ones up front).
-MAX_MANIFEST = 16 << 20
+#: The format of the registry this modelserve reads and writes (``registry.json``).
+MARKER_FORMAT = 1
+
+#: A version pointer as read: ``created_ns`` and ``manifest``; a tombstone also has ``deleted``.
+Pointer = dict[str, Any]
+
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def hex_of(digest: str) -> str:
-    """``sha256:<hex>`` -> ``<hex>``."""
-    return digest.split(":", 1)[1] if digest.startswith("sha256:") else digest
+class Store:
+    """The registry rooted at the absolute path ``root`` (created on first write).
 
-
-def put_blob(layout: Layout, staged: Path, hexdigest: str, size: int) -> bool:
-    """Publish the complete, read-only staged file as blob ``hexdigest``.
-
-    Returns True if this call created (or repaired) the blob, False if an intact one already
-    existed. An existing blob is reused only after hashing it: one of the wrong size or digest
-    (damaged), or anything that is not a regular file, is atomically replaced by the staged
-    copy, so a new version is never born from damaged bytes. (Trees of older versions still
-    link the damaged inode; :meth:`Registry.verify` reports them.)
+    ``read_only=True``: nothing is written under ``root`` (:meth:`require_writable` refuses,
+    missing trees are not restored). Raises :class:`RegistryError` if ``root`` is not a
+    directory (and cannot become one) or holds a registry of another format. Safe to share
+    between threads; any number of processes may use the same root.
     """
-    target = layout.blob(hexdigest)
-    if _fs.link_new(staged, target):
-        return True
-    try:
-        st = os.lstat(target)
-        if stat.S_ISREG(st.st_mode) and st.st_size == size and _fs.hash_file(target) == (hexdigest, size):
-            return False
-    except FileNotFoundError:
-        return put_blob(layout, staged, hexdigest, size)  # a concurrent gc took it: publish ours
-    except OSError:
-        pass  # unreadable: replace it
-    spare = staged.with_name(staged.name + ".relink")
-    _fs.remove_path(spare)
-    os.link(staged, spare)
-    try:
+
+    def __init__(self, root: Path, *, read_only: bool) -> None:
+        self.root = root
+        self.read_only = read_only
+        self.layout = Layout(root)
+        self._check_root()
+        if self.layout.marker.exists():
+            self._check_marker()
+
+    def _check_root(self) -> None:
+        """``root`` must be a directory, or not exist yet (it is created on first write)."""
         try:
-            os.replace(spare, target)
-        except (IsADirectoryError, NotADirectoryError):
-            _fs.remove_path(target)  # a directory (or worse) squats the name: clear it, then publish
-            if not _fs.link_new(spare, target):
-                return put_blob(layout, staged, hexdigest, size)
-    finally:
-        _fs.remove_path(spare)
-    _fs.fsync_dir(target.parent)
-    return True
-
-
-def trash_copy(layout: Layout, hexdigest: str) -> Path | None:
-    """Blob ``hexdigest`` as a running (or dead) gc moved it into its trash, or None.
-
-    gc moves candidates away, reads the live set again and puts back what became live (see
-    ``_gc``); a reader that finds a blob missing in that window takes it from there.
-    """
-    try:
-        entries = os.listdir(layout.tmp)
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.startswith("gc-"):
-            continue
-        try:
-            names = os.listdir(layout.tmp / entry)
-        except OSError:
-            continue
-        for n in names:
-            parts = n.split("-")
-            if parts[-1] == hexdigest and (len(parts) == 2 or (len(parts) == 3 and parts[0] == "b")):
-                p = layout.tmp / entry / n
-                try:
-                    if stat.S_ISREG(os.lstat(p).st_mode):
-                        return p
-                except OSError:
-                    continue
-    return None
-
-
-def restore_blob(layout: Layout, hexdigest: str) -> bool:
-    """Hard-link blob ``hexdigest`` back from a gc trash if it is there; True if the blob exists now.
-
-    The trash copy stays (gc deletes it or puts it back itself); linking is atomic, so the blob
-    is whole or absent.
-    """
-    target = layout.blob(hexdigest)
-    src = trash_copy(layout, hexdigest)
-    if src is not None:
-        try:
-            _fs.link_new(src, target)
-        except OSError:
-            pass  # gc deleted its copy meanwhile, or we may not write here
-    return target.is_file()
-
-
-#: How long a reader waits for files a concurrent gc has in flight.
-TRANSIENT_WAIT_S = 5.0
-#: A version this young may still be being restored by its registrar.
-YOUNG_NS = 10 * 10**9
-
-T = TypeVar("T")
-
-
-def gc_in_progress(layout: Layout) -> bool:
-    """True while some gc's trash directory exists under ``tmp/``."""
-    try:
-        return any(e.startswith("gc-") for e in os.listdir(layout.tmp))
-    except OSError:
-        return False
-
-
-def retry_while_gc(layout: Layout, attempt: Callable[[], T], *, created_ns: int) -> T:
-    """``attempt()``, retried while a file it needs is missing because a concurrent gc has it in
-    flight: an :class:`IntegrityError` caused by ``FileNotFoundError`` is retried for up to
-    :data:`TRANSIENT_WAIT_S` while a gc's trash exists or the version (published at
-    ``created_ns``) is young enough that its registrar may be restoring what gc took. Any other
-    error, or the same one after that, is raised; if a gc was seen running, its message says so
-    and to retry."""
-    deadline = time.monotonic() + TRANSIENT_WAIT_S
-    saw_gc = False
-    while True:
-        try:
-            return attempt()
-        except IntegrityError as exc:
-            if not isinstance(exc.__cause__, FileNotFoundError):
-                raise
-            gc_running = gc_in_progress(layout)
-            saw_gc = saw_gc or gc_running
-            young = time.time_ns() - created_ns < YOUNG_NS
-            if time.monotonic() > deadline or not (gc_running or young):
-                if saw_gc:
-                    raise IntegrityError(
-                        f"{exc}; a garbage collection was running at the time and may have had the file "
-                        f"in flight: retry"
-                    ) from exc.__cause__
-                raise
-            time.sleep(0.01)
-
-
-def read_manifest_blob(layout: Layout, manifest_hex: str, *, where: str, restore: bool = True) -> bytes:
-    """Read manifest blob bytes and check them against their name; raise :class:`IntegrityError`.
-
-    A manifest a concurrent gc holds in its trash is read from there (and, with ``restore``,
-    linked back into the store). Any ``OSError`` (a directory in its place, no permission)
-    becomes :class:`IntegrityError`.
-    """
-    path = layout.blob(manifest_hex)
-    try:
-        try:
-            data = _fs.read_small(path, MAX_MANIFEST)
+            st = os.stat(self.root)
         except FileNotFoundError:
-            src = trash_copy(layout, manifest_hex)
-            if src is None:
-                raise
-            data = _fs.read_small(src, MAX_MANIFEST)
-            if restore:
-                restore_blob(layout, manifest_hex)
-    except FileNotFoundError as exc:
-        raise IntegrityError(f"manifest of {where} is missing from the store: {path}") from exc
-    except OSError as exc:
-        raise IntegrityError(f"manifest of {where} is unreadable at {path}: {exc}") from exc
-    except ValueError as exc:
-        raise IntegrityError(f"manifest of {where} is too large: {exc}") from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != manifest_hex:
-        raise IntegrityError(
-            f"manifest of {where} was modified: expected sha256:{manifest_hex}, got sha256:{actual}"
-        )
-    return data
+            return
+        except NotADirectoryError as exc:
+            raise RegistryError(
+                f"registry root {self.root} is not a directory: a parent of it is a file; pass a directory"
+            ) from exc
+        except OSError as exc:
+            raise RegistryError(f"registry root {self.root} is not accessible: {exc}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise RegistryError(
+                f"registry root {self.root} is not a directory (it is a {_fs.file_kind(st.st_mode)}); "
+                f"pass a directory, or a path where one can be created"
+            )
 
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    try:
-        os.link(src, dest)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
-            raise
-        with _fs.open_read(src) as fh:
-            _fs.stream_hashing(fh, dest)
-        shutil.copymode(src, dest)
-
-
-def materialize_tree(
-    layout: Layout, manifest: Manifest, manifest_hex: str, sources: Mapping[str, Path] | None = None
-) -> Path:
-    """Make sure ``trees/<manifest_hex>`` exists and is whole; return it.
-
-    ``sources`` maps blob hexes to a registrar's staged copies: a blob that vanished (a
-    concurrent gc) is re-published from there. Otherwise a missing blob raises
-    :class:`IntegrityError`.
-    """
-    tree = layout.tree(manifest_hex)
-    if tree.is_dir():
-        return tree
-    _fs.make_dir(layout.tmp, parents=True, exist_ok=True)
-    with _fs.staging_path(layout.tmp, "tree") as staged:
-        _fs.make_dir(staged)
-        _fill_tree(layout, manifest, staged, sources)
-        _fs.rename_dir_new(staged, tree)
-    return tree
-
-
-def _fill_tree(layout: Layout, manifest: Manifest, staged: Path, sources: Mapping[str, Path] | None) -> None:
-    """Link (or copy) every file of ``manifest`` into the staging directory ``staged``."""
-    for f in manifest.files:
-        blob = layout.blob(f.hex)
-        dest = staged.joinpath(*f.path.split("/"))
-        _fs.make_dir(dest.parent, parents=True, exist_ok=True)
+    def _check_marker(self) -> None:
         try:
-            _link_or_copy(blob, dest)
-            continue
-        except FileNotFoundError as exc:
-            missing = exc
-        if sources is not None and f.hex in sources:
-            _fs.link_new(sources[f.hex], blob)
-            _link_or_copy(sources[f.hex], dest)
-        elif restore_blob(layout, f.hex):  # a concurrent gc had it in its trash
-            _link_or_copy(blob, dest)
-        else:
-            raise IntegrityError(
-                f"{manifest.name}:{manifest.version}: blob of {f.path!r} is missing from the store "
-                f"(expected {f.digest}, {f.size} bytes)"
-            ) from missing
+            fmt = loads(_fs.read_small(self.layout.marker, 4096)).get("format")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise RegistryError(f"{self.layout.marker} is not a registry marker: {exc}") from exc
+        if fmt != MARKER_FORMAT:
+            raise RegistryError(
+                f"registry at {self.root} has format {fmt!r}; this modelserve reads format {MARKER_FORMAT}"
+            )
+
+    # ------------------------------------------------------------------ writing: setup and staging
+    def require_writable(self, action: str) -> None:
+        """Raise :class:`RegistryError` naming ``action`` if the store was opened read-only."""
+        if self.read_only:
+            raise RegistryError(f"cannot {action}: the registry at {self.root} was opened with read_only=True")
+
+    def init_root(self) -> None:
+        """Create the root's ``tmp/`` and its format marker unless the marker exists."""
+        if self.layout.marker.exists():
+            return
+        _fs.make_dir(self.layout.tmp, parents=True, exist_ok=True)
+        with staging_path(self.layout.tmp, "marker") as staged:
+            _fs.write_new_file(staged, canonical_bytes({"format": MARKER_FORMAT}), readonly=True)
+            _fs.link_new(staged, self.layout.marker)
+
+    @contextmanager
+    def staging(self, kind: str) -> Iterator[Path]:
+        """A fresh private staging directory under ``tmp/``, removed afterwards."""
+        _fs.make_dir(self.layout.tmp, parents=True, exist_ok=True)
+        with staging_path(self.layout.tmp, kind) as path:
+            _fs.make_dir(path)
+            yield path
+
+    # ------------------------------------------------------------------ pointers
+    def read_pointer(self, name: str, label: str) -> Pointer | None:
+        """The pointer of ``name:label`` (a tombstone included), or None if there is none."""
+        path = self.layout.pointer(name, label)
+        try:
+            data = _fs.read_small(path, 65536)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"version pointer {path} is unreadable: {exc}") from exc
+        try:
+            obj = loads(data)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            _ = obj["manifest"], int(obj["created_ns"])
+            if not _DIGEST_RE.fullmatch(obj["manifest"]):
+                raise ValueError(f"bad digest {obj['manifest']!r:.80}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"version pointer {path} is malformed: {exc}") from exc
+        return obj
+
+    def pointers(self, name: str) -> dict[str, Pointer]:
+        """All pointers of ``name`` (tombstones included), by label."""
+        out = {}
+        try:
+            entries = os.listdir(self.layout.versions(name))
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as exc:
+            raise RegistryError(f"versions of {name!r} are unreadable: {exc}") from exc
+        for label in entries:
+            try:
+                validate_label(label)
+            except ModelserveError:
+                continue
+            ptr = self.read_pointer(name, label)
+            if ptr is not None:
+                out[label] = ptr
+        return out
+
+    def stage_pointer(self, staged: Path, manifest_hex: str) -> Pointer:
+        """Write a new pointer to manifest ``manifest_hex`` at the staging path ``staged`` (read-only)."""
+        ptr = {"created_ns": time.time_ns(), "manifest": "sha256:" + manifest_hex}
+        _fs.write_new_file(staged, canonical_bytes(ptr), readonly=True)
+        return ptr
+
+    def link_pointer(self, staged: Path, name: str, label: str) -> bool:
+        """Publish the staged pointer as ``name:label``; False if that label exists already."""
+        return _fs.link_new(staged, self.layout.pointer(name, label))
+
+    def tombstone(self, mv: ModelVersion) -> None:
+        """Replace the pointer of ``mv`` with a tombstone (atomically); ``OSError`` propagates."""
+        tomb = {"created_ns": mv.created_ns, "deleted": True, "deleted_ns": time.time_ns(), "manifest": mv.digest}
+        _fs.replace_bytes(self.layout.tmp, self.layout.pointer(mv.name, mv.version), canonical_bytes(tomb))
+
+    # ------------------------------------------------------------------ manifests and versions
+    def manifest(self, manifest_hex: str, where: str) -> Manifest:
+        """The manifest blob ``manifest_hex``, checked against its digest and parsed (``where``
+        names the version in messages); :class:`IntegrityError` if it is missing or damaged."""
+        data = _blobs.read_manifest_blob(self.layout, manifest_hex, where=where, restore=not self.read_only)
+        return parse_manifest(data, where=where)
+
+    def version(self, name: str, label: str, ptr: Mapping[str, Any]) -> ModelVersion:
+        """The version a pointer names. A file missing because a concurrent gc has it in flight
+        (a gc's trash exists, or the version was published moments ago and its registrar is
+        restoring what gc took) is waited for briefly; otherwise it is an :class:`IntegrityError`."""
+        return _blobs.retry_while_gc(self.layout, lambda: self._version_once(name, label, ptr),
+                                     created_ns=int(ptr["created_ns"]))
+
+    def _version_once(self, name: str, label: str, ptr: Mapping[str, Any]) -> ModelVersion:
+        where = f"{name}:{label}"
+        if ptr.get("deleted"):
+            raise ModelNotFoundError(f"version {where} was deleted")
+        mhex = _blobs.hex_of(ptr["manifest"])
+        m = self.manifest(mhex, where)
+        if (m.name, m.version) != (name, label):
+            raise IntegrityError(f"pointer {where} names a manifest of {m.name}:{m.version}")
+        tree = self.layout.tree(mhex)
+        if not tree.is_dir():
+            if self.read_only:
+                raise IntegrityError(
+                    f"files of {where} are missing from {tree} (read-only registry cannot restore them)"
+                ) from FileNotFoundError(str(tree))
+            try:
+                _blobs.materialize_tree(self.layout, m, mhex)
+            except OSError as exc:
+                raise _fs.os_error(f"restoring the files of {where}", exc) from exc
+        path = tree / m.primary if m.primary else tree
+        return ModelVersion(
+            name=name, version=label, digest=ptr["manifest"], path=path, metadata=m.metadata,
+            model_info=m.model_info, files=m.files, root=tree, kind=m.kind, created_ns=int(ptr["created_ns"]),
+        )
+
+    def list_models(self) -> list[str]:
+        """Names of the models that have at least one (not deleted) version, sorted."""
+        try:
+            names = sorted(_fs.list_dir(self.layout.models))
+        except OSError as exc:
+            raise _fs.os_error("listing models", exc) from exc
+        out = []
+        for name in names:
+            try:
+                validate_name(name)
+            except ModelserveError:
+                continue
+            if any(not p.get("deleted") for p in self.pointers(name).values()):
+                out.append(name)
+        return out
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Versions of ``name`` in registration order (oldest first); [] if there are none."""
+        validate_name(name)
+        items = [(int(p["created_ns"]), label, p) for label, p in self.pointers(name).items() if not p.get("deleted")]
+        items.sort(key=lambda t: (t[0], label_key(t[1])))
+        return [self.version(name, label, p) for _, label, p in items]
+
+    # ------------------------------------------------------------------ aliases (reading)
+    def alias_stack(self, name: str, alias: str) -> list[tuple[str, str]]:
+        """The replayed history of ``name@alias``: ``(label, digest)`` targets, the current one last."""
+        return _aliases.replay(_aliases.read_history(self.layout.alias_history(name, alias)))
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """``{alias: version label}`` for every alias of ``name``."""
+        validate_name(name)
+        out = {}
+        try:
+            entries = os.listdir(self.layout.aliases(name))
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as exc:
+            raise _fs.os_error(f"listing the aliases of {name!r}", exc) from exc
+        for entry in sorted(entries):
+            if not entry.endswith(".jsonl"):
+                continue
+            alias = entry[: -len(".jsonl")]
+            try:
+                validate_alias(alias)
+            except ModelserveError:
+                continue
+            stack = self.alias_stack(name, alias)
+            if stack:
+                out[alias] = stack[-1][0]
+        return out
+
+    def not_found(self, name: str, what: str) -> ModelNotFoundError:
+        """The error for ``what`` (a missing label, alias, digest) of ``name``, listing what exists."""
+        labels = sorted((lb for lb, p in self.pointers(name).items() if not p.get("deleted")), key=label_key)
+        if not labels:
+            models = self.list_models()
+            return ModelNotFoundError(f"no model named {name!r} in {self.root}; models: {models or 'none'}")
+        return ModelNotFoundError(f"{what}; versions of {name!r}: {labels}, aliases: {sorted(self.aliases(name))}")
+
+    # ------------------------------------------------------------------ publishing
+    def put_blob(self, staged: Path, hexdigest: str, size: int, created: list[Path]) -> None:
+        """Publish the read-only staged file as blob ``hexdigest`` (see ``_blobs.put_blob``); if
+        this call created it, its path is appended to ``created`` (discarded if publishing fails)."""
+        if _blobs.put_blob(self.layout, staged, hexdigest, size):
+            created.append(self.layout.blob(hexdigest))
+
+    def put_tree(self, m: Manifest, manifest_hex: str, sources: Mapping[str, Path], created: list[Path]) -> None:
+        """Make the tree of ``m`` whole from the store (or the staged ``sources``); a tree this
+        call creates is appended to ``created``."""
+        if not self.layout.tree(manifest_hex).is_dir():
+            created.append(self.layout.tree(manifest_hex))
+        _blobs.materialize_tree(self.layout, m, manifest_hex, sources)
+
+    def ensure_published(self, m: Manifest, manifest_hex: str, sources: Mapping[str, Path]) -> None:
+        """Re-publish any blob (from the staged copies) or tree a concurrent gc removed."""
+        for hx in [manifest_hex, *(f.hex for f in m.files)]:
+            if not self.layout.blob(hx).exists():
+                _fs.link_new(sources[hx], self.layout.blob(hx))
+        _blobs.materialize_tree(self.layout, m, manifest_hex, sources)

@@ -21,9 +21,9 @@ class ModelVersion:
     ``.xml``, ``.engine``, ``.plan``) if there is exactly one, else the directory itself.
     ``root`` is the directory holding the version's files (for a directory model, the model
     directory). Files there are read-only and must not be modified.
-    ``metadata`` is the user's dict given at registration; ``model_info`` what
-    ``modelserve._metadata.describe_model`` reported (names, imgsz, stride, IO specs) or None.
-    Treat both as read-only.
+    ``metadata`` is the user's dict given at registration; ``model_info`` what the registry's
+    describer reported at registration (by default, for ONNX models: names, imgsz, stride, IO
+    specs; see ``_describe``) or None. Treat both as read-only.
     """
 
     name: str

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from modelserve.__main__ import main
 from modelserve._registry import Registry
+from modelserve.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(capsys, root: Path, *args: str) -> tuple[int, str, str]:
@@ -89,8 +89,11 @@ def test_python_m_modelserve_uses_modelserve_home(tmp_path: Path) -> None:
     src = tmp_path / "m.onnx"
     src.write_bytes(b"m" * 10)
     env = dict(os.environ, MODELSERVE_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "modelserve", "registry", *a], env=env, cwd=tmp_path,
-                                    capture_output=True, text=True, timeout=60)
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "modelserve", "registry", *a], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
     r = run("add", "det", str(src), "--alias", "prod")
     assert r.returncode == 0, r.stderr
     r = run("ls")

@@ -1,13 +1,14 @@
-"""What ``modelserve.load`` calls for registry references: resolve, apply the lock, check bytes."""
+"""Resolving a registry reference for ``modelserve.load``: through its pin in a lock file when
+one is given, then checking the bytes an engine will read."""
 
 from __future__ import annotations
 
 import os
 
 from .._errors import PinMismatchError
+from ._front import Registry
 from ._lockfile import read_lock
 from ._names import parse_ref
-from ._registry import Registry
 from ._types import ModelVersion
 
 __all__ = ["resolve_for_load"]

@@ -15,7 +15,7 @@ import pytest
 from modelserve._registry import Registry
 from modelserve._registry._faults import GC_STEPS, STEPS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import json, random, sys

@@ -24,19 +24,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from write_faults import fail_writes_after
 
 import modelserve as ms
+from modelserve import cli
 from modelserve._errors import (
     IntegrityError,
     InvalidInputError,
     ModelserveError,
     RegistryError,
 )
-from modelserve._registry import Registry, read_lock, resolve_for_load
-from modelserve._registry import _aliases, _cli, _fs, _faults
-from write_faults import fail_writes_after
+from modelserve._registry import Registry, _aliases, _dirs, _faults, _fs, _staging, read_lock, resolve_for_load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 512
 
 
@@ -285,7 +285,7 @@ def populated(reg: Registry, tmp_path: Path):
 
 def plant_fifo(path: Path) -> Path:
     if path.exists() or path.is_symlink():
-        _fs.remove_path(path)
+        _dirs.remove_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(path)
     return path
@@ -698,7 +698,7 @@ def test_deeply_nested_manifest_in_an_archive(reg: Registry, tmp_path: Path) -> 
     for deep in (DEEP, manifest.replace(b'"metadata":{}', b'"metadata":' + b'{"a":' * 900 + b"{}" + b"}" * 900)):
         assert deep != manifest
         data = header(b"manifest.json", b"0", len(deep)) + padded(deep) + END
-        typed(lambda: reg.import_archive(write_archive(tmp_path / "deep.tar", data)), IntegrityError, "too deeply")
+        typed(lambda: reg.import_archive(write_archive(tmp_path / "deep.tar", data)), IntegrityError, "too deeply")  # noqa: B023 - called at once
     assert obj["metadata"] == {} and reg.list_models() == []
 
 
@@ -725,7 +725,7 @@ def test_registry_root_that_is_a_file(tmp_path: Path) -> None:
     f.write_text("not a registry")
     for root in (f, f / "sub"):
         for ro in (False, True):
-            err = typed(lambda: Registry(root, read_only=ro).list_models(), RegistryError, "is not a directory")
+            err = typed(lambda: Registry(root, read_only=ro).list_models(), RegistryError, "is not a directory")  # noqa: B023
             assert str(root) in str(err)
     assert f.read_text() == "not a registry"
 
@@ -751,7 +751,7 @@ def test_cli_dispatch_turns_a_stray_os_error_into_one_line(capsys) -> None:
     def boom(args: argparse.Namespace) -> int:
         raise OSError(errno.EIO, "Input/output error", "/somewhere")
 
-    assert _cli.dispatch(argparse.Namespace(func=boom)) == 1
+    assert cli.dispatch(argparse.Namespace(func=boom)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Input/output error" in err and len(err.strip().splitlines()) == 1
 
@@ -763,7 +763,7 @@ def test_a_file_where_a_directory_belongs_gives_typed_errors(populated, tmp_path
     reg.publish_artifact(reg.resolve("det:1").digest, {"k": "v"}, {"x.plan": b"x"})
     resolve_for_load("det:1", registry=reg)
     path = reg.root / where
-    _fs.remove_path(path)
+    _dirs.remove_path(path)
     path.write_text("squatter")
     calls = [lambda: reg.gc(min_age_s=0), lambda: reg.gc(dry_run=True, min_age_s=0), reg.verify, reg.list_models,
              lambda: resolve_for_load("det:1", registry=reg), lambda: reg.register("new", src),
@@ -779,7 +779,7 @@ def test_a_file_where_a_directory_belongs_gives_typed_errors(populated, tmp_path
 
 def test_a_file_in_place_of_tmp_is_collected(populated, tmp_path: Path) -> None:
     reg, _, _ = populated
-    _fs.remove_path(reg.root / "tmp")
+    _dirs.remove_path(reg.root / "tmp")
     (reg.root / "tmp").write_text("junk")
     typed(lambda: reg.register("new", make_file(tmp_path, "n.onnx", b"n")), RegistryError, "should be a directory")
     plan = reg.gc(min_age_s=0)
@@ -882,8 +882,8 @@ def test_gc_removes_dead_leftovers_of_its_own_process(reg: Registry, tmp_path: P
     """Leftovers named after this very process (e.g. by an older modelserve, or a write whose
     cleanup failed) are collected: only entries the process is still using count as alive."""
     reg.register("det", make_file(tmp_path, "a.onnx", b"a"))
-    name = _fs.staging_name("w")
-    _fs.staging_done(name)
+    name = _staging.staging_name("w")
+    _staging.staging_done(name)
     left = reg.root / "tmp" / f"{name}.tmp"
     left.write_bytes(b"half a record")
     plan = reg.gc()  # default ages: only dead entries go
@@ -978,7 +978,7 @@ def test_deeply_nested_directories_give_typed_results(reg: Registry, tmp_path: P
         assert stray in plan.trees and not stray.exists() and plan.bytes >= 1
         assert reg.verify().ok and reg.resolve("det:1") == mv
     finally:
-        _fs.remove_path(src)
+        _dirs.remove_path(src)
     assert not src.exists()
 
 
@@ -992,6 +992,6 @@ def test_walk_matches_os_walk(tmp_path: Path) -> None:
     os.symlink(top / "a" / "f", top / "link-to-file")
     os.symlink(tmp_path / "nowhere", top / "dangling")
     norm = lambda rows: sorted((d, sorted(ds), sorted(fs)) for d, ds, fs in rows)  # noqa: E731
-    assert norm(_fs.walk(top)) == norm(os.walk(top, followlinks=False))
-    _fs.remove_path(top / "a")  # removes the link, not the directory it points to
+    assert norm(_dirs.walk(top)) == norm(os.walk(top, followlinks=False))
+    _dirs.remove_path(top / "a")  # removes the link, not the directory it points to
     assert (top / "c").is_dir() and not (top / "a").exists()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from write_faults import count_writes, fail_writes_after
 
 import modelserve
 from modelserve._errors import (
@@ -23,9 +24,7 @@ from modelserve._errors import (
     RegistryError,
     VersionConflictError,
 )
-from modelserve._registry import ModelVersion, Registry, default_root, read_lock, resolve_for_load
-from modelserve._registry import _fs
-from write_faults import count_writes, fail_writes_after
+from modelserve._registry import ModelVersion, Registry, _dirs, _fs, default_root, read_lock, resolve_for_load
 
 NUDENET = Path(importlib.util.find_spec("nudenet").submodule_search_locations[0]) / "320n.onnx"
 
@@ -404,7 +403,7 @@ def test_manifest_replaced_by_a_directory_gives_typed_errors(reg: Registry, tmp_
     v1 = reg.register("det", make_file(tmp_path, "a.onnx", b"a" * 100), alias="prod")
     reg.register("det", make_file(tmp_path, "b.onnx", b"b" * 100))
     mblob = reg.root / "blobs" / "sha256" / v1.digest[7:9] / v1.digest[7:]
-    _fs.remove_path(mblob)
+    _dirs.remove_path(mblob)
     mblob.mkdir()
     for call in (lambda: reg.resolve("det:1"), lambda: reg.resolve("det@prod"), lambda: reg.list_versions("det"),
                  lambda: resolve_for_load("det@prod", registry=reg)):
@@ -627,9 +626,9 @@ def test_registrar_restores_what_a_concurrent_gc_took(reg: Registry, tmp_path: P
 
     def steal(at: str) -> None:
         if at == step:
-            _fs.remove_path(reg.root / "blobs" / "sha256" / hx[:2] / hx)
+            _dirs.remove_path(reg.root / "blobs" / "sha256" / hx[:2] / hx)
             for t in (reg.root / "trees").iterdir() if (reg.root / "trees").exists() else []:
-                _fs.remove_path(t)
+                _dirs.remove_path(t)
 
     monkeypatch.setattr(_faults, "hook", steal)
     mv = reg.register("det", src)

@@ -1,0 +1,1 @@
+"""Tests of modelserve.cli: the command line, one module per command group."""

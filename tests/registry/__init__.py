@@ -1,0 +1,1 @@
+"""Tests of modelserve._registry: versions, aliases, integrity, gc, archives, locks, hostile files, processes."""
