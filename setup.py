@@ -54,7 +54,16 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["modelserve", "modelserve._kernels", "modelserve._registry", "modelserve.tasks", "modelserve.batching", "modelserve.engines", "modelserve.engines.tensorrt"],
+    packages=[
+        "modelserve",
+        "modelserve._kernels",
+        "modelserve._registry",
+        "modelserve.batching",
+        "modelserve.cli",
+        "modelserve.tasks",
+        "modelserve.engines",
+        "modelserve.engines.tensorrt",
+    ],
     package_dir={"modelserve.engines": "engines"},
     package_data={"modelserve._kernels": ["*.pxd", "*.pyx", "*.pyi"], "modelserve": ["py.typed"]},
     ext_modules=_extensions(),
@@ -76,6 +85,8 @@ setup(
             "nudenet==3.4.2",
             "scikit-image>=0.21",
             "openvino>=2024.0",
+            "ruff>=0.5",  # make lint
+            "mypy>=1.8",  # make typecheck
         ],
     },
     entry_points={
@@ -84,7 +95,7 @@ setup(
             "openvino = modelserve.engines._openvino:OpenVINOEngine",
             "tensorrt = modelserve.engines.tensorrt:TensorRTEngine",
         ],
-        "console_scripts": ["modelserve = modelserve.__main__:main"],
+        "console_scripts": ["modelserve = modelserve.cli:main"],
     },
     zip_safe=False,
 )

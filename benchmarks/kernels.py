@@ -171,8 +171,8 @@ def main() -> None:
 
     # A real detector's output: nudenet's YOLOv8n (320n.onnx) on scikit-image photos, if present.
     try:
-        import onnxruntime as ort
         import nudenet
+        import onnxruntime as ort
         from skimage import data as skdata
 
         path = os.path.join(os.path.dirname(nudenet.__file__), "320n.onnx")

@@ -27,7 +27,6 @@ import ultralytics  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 
-
 def _source_tree_modelserve() -> None:
     """Make ``modelserve.engines`` importable when modelserve runs from the source tree
     (``PYTHONPATH=.`` in an environment where it is not installed): setup.py maps the repository's

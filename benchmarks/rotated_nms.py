@@ -63,8 +63,12 @@ def main() -> None:
             warnings.simplefilter("ignore")
             tn = bench(lambda: _rotated.nms_rotated(b, s, 0.7), max(1, reps // 4))
         del os.environ[ops.KERNELS_ENV]
-        fmt = lambda v: f"{v * 1e3:10.2f}" if v is not None else f"{'-':>10}"
-        ratio = lambda v: f"{v / tk:12.1f}x" if v is not None else f"{'-':>13}"
+        def fmt(v):
+            return f"{v * 1e3:10.2f}" if v is not None else f"{'-':>10}"
+
+        def ratio(v):
+            return f"{v / tk:12.1f}x" if v is not None else f"{'-':>13}"
+
         print(f"{n:>6} {fmt(tk)} {fmt(tt)} {fmt(tn)} {ratio(tt)} {ratio(tn)} {same}")
         tb2 = bench(lambda: _rotated.batched_nms_rotated(b, s, c, 0.7), reps)
         print(f"{'':>6} batched_nms_rotated (4 classes): {tb2 * 1e3:.2f} ms")

@@ -289,8 +289,9 @@ class OpenVINOEngine(Engine):
         config["ENABLE_MMAP"] = mmap  # also governs how a cached compiled model is imported
         for key in ("num_requests", "num_threads"):
             value = options.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "num_requests" else 0)):
-                raise InvalidInputError(f"{key} must be an int >= {1 if key == 'num_requests' else 0}, got {value!r}")
+            least = 1 if key == "num_requests" else 0
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise InvalidInputError(f"{key} must be an int >= {least}, got {value!r}")
         if options.get("num_threads"):
             config["INFERENCE_NUM_THREADS"] = int(options["num_threads"])
         extra = options.get("config") or {}

@@ -11,8 +11,8 @@ from ._detections import Detection, Detections
 from ._engine import Engine, TensorSpec
 from ._engine_catalog import EngineInfo, list_engines
 from ._errors import (
-    BatchResultError,
     BatcherClosedError,
+    BatchResultError,
     DeadlineExceededError,
     EngineUnavailableError,
     IntegrityError,
@@ -31,7 +31,7 @@ from ._options import PredictOptions
 from ._predictor import Predictor
 from ._registry import ModelVersion, Registry
 from ._version import __version__
-from .batching import Batching, BatcherStats, MicroBatcher
+from .batching import BatcherStats, Batching, MicroBatcher
 from .tasks import Classification
 
 __all__ = [

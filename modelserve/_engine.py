@@ -80,7 +80,7 @@ class Engine(abc.ABC):
     def run(self, feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         """Run one batch; ``feeds`` maps input names to arrays. Thread-safe."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: engines without resources keep this no-op)
         """Release the runtime's resources. Idempotent."""
 
     @classmethod

@@ -214,7 +214,8 @@ def list_engines() -> list[EngineInfo]:
     shadowed by a built-in of the same name. Importing an engine's runtime is the only side effect.
     """
     found, shadowed = _discover()
-    order = sorted(found.values(), key=lambda e: (e.origin != "builtin", list(_BUILTIN).index(e.name) if e.name in _BUILTIN else 0, e.name))
+    builtin_rank = {name: i for i, name in enumerate(_BUILTIN)}
+    order = sorted(found.values(), key=lambda e: (e.origin != "builtin", builtin_rank.get(e.name, 0), e.name))
     return [_info(e) for e in order] + [_info(e) for e in shadowed]
 
 

@@ -12,9 +12,9 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from ._checks import MAX_IMGSZ, is_int, pair
 from ._engine import Engine, TensorSpec
 from ._errors import InvalidInputError, ModelLoadError
-from ._checks import MAX_IMGSZ, is_int, pair
 
 __all__ = ["ModelInfo", "parse_metadata", "describe_model"]
 

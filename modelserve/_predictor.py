@@ -18,11 +18,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import _checks
-from ._letterbox import OTYPES
 from ._detections import Detections
 from ._engine import Engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._images import Image, is_single_image, load_image
+from ._letterbox import OTYPES
 from ._metadata import ModelInfo
 from ._options import PredictOptions
 from .batching import Batching, MicroBatcher
@@ -143,7 +143,8 @@ class Predictor:
 
     def __repr__(self) -> str:
         kind = "dynamic" if self.dynamic else "fixed"
-        return f"<Predictor engine={self.engine.name} device={self.engine.device} imgsz={self.imgsz} ({kind}) classes={len(self.names)}>"
+        return (f"<Predictor engine={self.engine.name} device={self.engine.device} imgsz={self.imgsz} ({kind}) "
+                f"classes={len(self.names)}>")
 
     # -- the pipeline ---------------------------------------------------------------------------
     def _geometry(self, image: Image) -> Any:

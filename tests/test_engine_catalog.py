@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 
 import pytest
@@ -47,7 +48,7 @@ def test_list_engines_reports_every_builtin():
     import onnxruntime
 
     assert ort.version == onnxruntime.__version__
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         ort.name = "x"  # frozen
     trt = infos["tensorrt"]
     if not _has("tensorrt"):

@@ -5,9 +5,9 @@ Runtime on the CPU (``AUTO_PREFERENCE["cpu"]``), so the two modules together cov
 from __future__ import annotations
 
 import pytest
+from test_goldens import CASES, _case_id, assert_matches_golden
 
 import modelserve as ms
-from test_goldens import CASES, _case_id, assert_matches_golden
 
 ENGINES = [
     pytest.param("openvino", marks=pytest.mark.skipif(

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tasks_parity import HERE, MODELS, _compare, _iou, _manifest
 
 import modelserve as ms
-from test_tasks_parity import HERE, MODELS, _compare, _iou, _manifest
 
 float16 = pytest.importorskip("onnxruntime.transformers.float16", reason="onnxruntime's float16 converter")
 onnx = pytest.importorskip("onnx")
@@ -88,7 +88,8 @@ def test_fp16_export_matches_ultralytics(model, keep_io, fp16_path, bgr):
     pytest.importorskip("torch")
     ultralytics = pytest.importorskip("ultralytics")
     sys.path.insert(0, str(HERE))
-    from make_goldens import DEFAULT, MODELS as SPEC, store
+    from make_goldens import DEFAULT, store
+    from make_goldens import MODELS as SPEC
 
     task, imgsz = SPEC[model]
     path = fp16_path(model, keep_io)

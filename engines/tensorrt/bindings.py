@@ -78,7 +78,8 @@ def max_batch_of(inputs: Sequence[Binding]) -> int | None:
     """The largest batch (axis 0) every input accepts: its profile's maximum (a static dimension's
     value). None for an engine without inputs or with only scalar inputs.
 
-    >>> b = Binding("images", True, np.dtype("float32"), (None, 3, None, None), ((1, 3, 32, 32), (8, 3, 320, 320), (32, 3, 320, 320)))
+    >>> profile = ((1, 3, 32, 32), (8, 3, 320, 320), (32, 3, 320, 320))
+    >>> b = Binding("images", True, np.dtype("float32"), (None, 3, None, None), profile)
     >>> max_batch_of([b])
     32
     """

@@ -102,6 +102,8 @@ def check_profile(profile: Mapping[str, Any], inputs: Sequence[OnnxTensor]) -> P
         mn, op, mx = (tuple(int(d) for d in s) for s in shapes)
         rank = len(names[name].dims)
         if not (len(mn) == len(op) == len(mx) == rank) or not all(0 < a <= b <= c for a, b, c in zip(mn, op, mx)):
-            raise InvalidInputError(f"profile[{name!r}] needs three rank-{rank} shapes with 0 < min <= opt <= max, got {triple!r}")
+            raise InvalidInputError(
+                f"profile[{name!r}] needs three rank-{rank} shapes with 0 < min <= opt <= max, got {triple!r}"
+            )
         out[name] = (mn, op, mx)
     return out

@@ -11,6 +11,7 @@ import enum
 import math
 from collections import deque
 from dataclasses import dataclass
+
 __all__ = ["BatcherStats", "Counters", "Outcome", "SAMPLES"]
 
 #: Wait and exec time samples kept for percentiles (the most recent ones).

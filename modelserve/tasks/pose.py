@@ -12,8 +12,18 @@ from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from .base import (Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, scale_points,
-                   select_anchors, split_layout)
+from .base import (
+    Head,
+    Shape,
+    as_f32,
+    check_class_ids,
+    check_scores,
+    end2end_filter,
+    fmt,
+    scale_points,
+    select_anchors,
+    split_layout,
+)
 
 __all__ = ["PoseHead", "kpt_shape"]
 

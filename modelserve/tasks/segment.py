@@ -11,8 +11,8 @@ import numpy as np
 from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
-from .._metadata import ModelInfo
 from .._masks import process_masks
+from .._metadata import ModelInfo
 from .base import Head, Shape, as_f32, check_class_ids, check_scores, end2end_filter, fmt, select_anchors, split_layout
 
 __all__ = ["SegmentHead"]

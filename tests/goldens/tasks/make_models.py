@@ -13,8 +13,6 @@ Default initialisation gives every anchor the same score, so the head's last lay
 
 from __future__ import annotations
 
-import copy
-import json
 import random
 import sys
 from pathlib import Path
@@ -85,11 +83,10 @@ def calibrate_bn(model, imgsz: int) -> None:
     astronaut, chelsea, coffee), so that activations keep unit scale through the random network (with the
     default statistics they shrink ~5x per layer and every anchor ends up with the same score)."""
     import cv2
+    import skimage
     import torch
     import torch.nn as nn
     from ultralytics.utils import ASSETS
-
-    import skimage
 
     files = [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"]
     files += [Path(skimage.__file__).parent / "data" / f for f in ("astronaut.png", "chelsea.png", "coffee.png")]
