@@ -7,12 +7,12 @@ import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # the repository root: tests.* helpers
 import numpy as np  # noqa: E402
-from test_ops_masks import _case  # noqa: E402
 
 from modelserve import ops  # noqa: E402
 from modelserve._masks import process_masks  # noqa: E402
+from tests.ops.test_masks import _case  # noqa: E402
 
 
 def best(fn, reps):

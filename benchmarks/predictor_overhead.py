@@ -26,33 +26,6 @@ import torch  # noqa: E402
 import ultralytics  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
-
-def _source_tree_modelserve() -> None:
-    """Make ``modelserve.engines`` importable when modelserve runs from the source tree
-    (``PYTHONPATH=.`` in an environment where it is not installed): setup.py maps the repository's
-    ``engines/`` folder to that package name, so map it the same way here."""
-    import importlib.abc
-    import importlib.util
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    engines = os.path.join(root, "engines")
-    if not os.path.isfile(os.path.join(engines, "__init__.py")):
-        return
-
-    class _Engines(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "modelserve.engines":
-                return None
-            return importlib.util.spec_from_file_location(
-                name, os.path.join(engines, "__init__.py"), submodule_search_locations=[engines]
-            )
-
-    sys.meta_path.insert(0, _Engines())
-
-
-_source_tree_modelserve()
-
 import modelserve as ms  # noqa: E402
 from modelserve import ops  # noqa: E402
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from write_faults import count_writes, fail_writes_after
 
 import modelserve
 from modelserve._errors import (
@@ -25,6 +24,8 @@ from modelserve._errors import (
     VersionConflictError,
 )
 from modelserve._registry import ModelVersion, Registry, _dirs, _fs, default_root, read_lock, resolve_for_load
+
+from .write_faults import count_writes, fail_writes_after
 
 NUDENET = Path(importlib.util.find_spec("nudenet").submodule_search_locations[0]) / "320n.onnx"
 

@@ -9,10 +9,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from write_faults import count_writes, fail_writes_after
 
 from modelserve._errors import IntegrityError, RegistryError, VersionConflictError
 from modelserve._registry import Registry, resolve_for_load
+
+from .write_faults import count_writes, fail_writes_after
 
 
 @pytest.fixture

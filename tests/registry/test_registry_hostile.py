@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from write_faults import fail_writes_after
 
 import modelserve as ms
 from modelserve import cli
@@ -35,6 +34,8 @@ from modelserve._errors import (
     RegistryError,
 )
 from modelserve._registry import Registry, _aliases, _dirs, _faults, _fs, _staging, read_lock, resolve_for_load
+
+from .write_faults import fail_writes_after
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 512

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from trt_fakes import F32, FAKE_TRT, PROF, FakeContext, FakeEngine
 
 import modelserve as ms
 from modelserve.engines.tensorrt.bindings import (
@@ -16,6 +15,8 @@ from modelserve.engines.tensorrt.bindings import (
     max_batch_of,
     unresolved_outputs,
 )
+
+from .trt_fakes import F32, FAKE_TRT, PROF, FakeContext, FakeEngine
 
 
 def test_binding_layout_from_named_tensors():

@@ -8,10 +8,11 @@ import logging
 import sys
 
 import pytest
-from trt_fakes import FakeConfig
 
 import modelserve as ms
 from modelserve.engines.tensorrt.cuda import attach_timing_cache, cuda_index, import_runtime, save_timing_cache
+
+from .trt_fakes import FakeConfig
 
 
 @pytest.mark.parametrize("device, expected", [("cuda", 0), ("CUDA:3", 3)])

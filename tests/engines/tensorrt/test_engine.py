@@ -11,12 +11,13 @@ import types
 
 import numpy as np
 import pytest
-from trt_fakes import FAKE_TRT, PROF, FakeConfig, FakeContext, FakeEngine
 
 import modelserve as ms
 from modelserve.engines import TensorRTEngine
 from modelserve.engines.tensorrt import cuda as trt_cuda
 from modelserve.engines.tensorrt import engine as trt_engine
+
+from .trt_fakes import FAKE_TRT, PROF, FakeConfig, FakeContext, FakeEngine
 
 
 def test_constructor_checks_arguments_before_needing_tensorrt(detector_path):

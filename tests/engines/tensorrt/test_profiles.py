@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from trt_fakes import F32
 
 import modelserve as ms
 from modelserve.engines._onnxinfo import OnnxTensor, read_onnx_info
 from modelserve.engines.tensorrt.profiles import check_profile, profile_shapes
+
+from .trt_fakes import F32
 
 DYN = OnnxTensor("images", F32, ("batch", 3, "height", "width"))
 

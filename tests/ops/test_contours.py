@@ -7,7 +7,7 @@
   pure-Python fallback.
 * ``mask_polygon`` against Ultralytics' ``ops.masks2segments`` and ``Results.masks.xy`` (live
   where ultralytics is importable) and against goldens (tests/goldens/ops/contours.npz, made by
-  ``python tests/test_ops_contours.py --make-goldens`` in an env with ultralytics 8.4.190 and
+  ``python tests/ops/test_contours.py --make-goldens`` in an env with ultralytics 8.4.190 and
   OpenCV) that run without either: seeded generated masks, and real masks of the seeded
   segmentation model (tests/goldens/tasks/seg.npz) stored as box crops, whose polygons must equal
   Ultralytics' polygons of the full masks once shifted by the crop's corner.
@@ -33,7 +33,7 @@ try:
 except ImportError:  # cv2 is in the dev extras; without it only the goldens run
     cv2 = None
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 GOLDENS = HERE / "goldens" / "ops" / "contours.npz"
 SEG_GOLDENS = HERE / "goldens" / "tasks" / "seg.npz"
 SEG_MODEL = HERE / "goldens" / "tasks" / "models" / "seg.onnx"

@@ -1,13 +1,14 @@
-"""The golden tests (tests/test_goldens.py) on OpenVINO (CPU), named explicitly: it must give
+"""The golden tests (tests/predictor/test_goldens.py) on OpenVINO (CPU), named explicitly: it must give
 Ultralytics' detections like ONNX Runtime does. test_goldens.py runs ``auto``, which is ONNX
 Runtime on the CPU (``AUTO_PREFERENCE["cpu"]``), so the two modules together cover both engines."""
 
 from __future__ import annotations
 
 import pytest
-from test_goldens import CASES, _case_id, assert_matches_golden
 
 import modelserve as ms
+
+from .test_goldens import CASES, _case_id, assert_matches_golden
 
 ENGINES = [
     pytest.param("openvino", marks=pytest.mark.skipif(

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tasks_parity import HERE, MODELS, _compare, _iou, _manifest
 
 import modelserve as ms
+
+from .test_parity import HERE, MODELS, _compare, _iou, _manifest
 
 float16 = pytest.importorskip("onnxruntime.transformers.float16", reason="onnxruntime's float16 converter")
 onnx = pytest.importorskip("onnx")

@@ -15,7 +15,7 @@ import pytest
 
 import modelserve as ms
 
-HERE = Path(__file__).resolve().parent / "goldens" / "tasks"
+HERE = Path(__file__).resolve().parents[1] / "goldens" / "tasks"
 PHOTOS = ["bus.jpg", "zidane.jpg", "astronaut.png", "chelsea.png"]
 OPTION_CASE = "bus.jpg|conf=0.1,iou=0.5,max_det=5,agnostic"
 OPTIONS = {"conf": 0.1, "iou": 0.5, "max_det": 5, "agnostic": True}

@@ -20,7 +20,7 @@ import modelserve as ms
 
 ov = pytest.importorskip("openvino", reason="openvino not installed: pip install modelserve[openvino]")
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent(
     """

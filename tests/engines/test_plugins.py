@@ -15,7 +15,7 @@ import pytest
 import modelserve as ms
 from modelserve import _engine_catalog as reg
 
-PLUGIN_SRC = Path(__file__).parent / "plugin_pkg"
+PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugin_pkg"
 
 
 @pytest.fixture(scope="module")

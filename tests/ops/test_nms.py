@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from modelserve import _nms, _numpy_ops, ops
 from modelserve._errors import InvalidInputError
 
-GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops")
+GOLDENS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "goldens", "ops")
 needs_kernels = pytest.mark.skipif(_nms._k_nms is None, reason="Cython kernels not built")
 
 

@@ -1,7 +1,7 @@
 """modelserve._rotated: Ultralytics 8.4's rotated NMS (fast-NMS with probiou), exactly.
 
 Goldens (tests/goldens/ops/nms_rotated.npz, made from Ultralytics 8.4.190 / torch 2.14 CPU by
-``python tests/test_ops_nms_rotated.py --make-goldens`` in an env with ultralytics) pin the kept
+``python tests/ops/test_nms_rotated.py --make-goldens`` in an env with ultralytics) pin the kept
 indices, in order, of ``TorchNMS.fast_nms(..., iou_func=batch_probiou)`` and of the class-aware
 ``non_max_suppression(rotated=True, return_idxs=True)``, on clustered sets with tied scores,
 rotated near-duplicates, degenerate (zero-size) boxes, NaN/inf rows and several thresholds. These
@@ -19,7 +19,7 @@ import pytest
 from modelserve import _backend, _nms, _rotated, ops
 from modelserve._errors import InvalidInputError
 
-GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops", "nms_rotated.npz")
+GOLDENS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "goldens", "ops", "nms_rotated.npz")
 needs_kernels = pytest.mark.skipif(_rotated._k_obb is None or _nms._k_nms is None, reason="kernels not built")
 THRESHOLDS = (0.05, 0.1, 0.3, 0.45, 0.5, 0.7, 0.9, 1.0, -0.1)
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from modelserve import _backend, _letterbox, _numpy_ops, ops
 from modelserve._errors import InvalidInputError
 
-GOLDENS = os.path.join(os.path.dirname(__file__), "goldens", "ops")
+GOLDENS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "goldens", "ops")
 needs_kernels = pytest.mark.skipif(_letterbox._k_letterbox is None, reason="Cython kernels not built")
 
 

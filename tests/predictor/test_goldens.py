@@ -15,7 +15,7 @@ import pytest
 
 import modelserve as ms
 
-GOLDENS = json.loads((Path(__file__).parent / "goldens" / "detector.json").read_text())
+GOLDENS = json.loads((Path(__file__).resolve().parents[1] / "goldens" / "detector.json").read_text())
 CASES = GOLDENS["cases"]
 
 

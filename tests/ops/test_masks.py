@@ -2,7 +2,7 @@
 
 With torch (refenv): random coefficients/prototypes on realistic letterbox geometries, compared
 with Ultralytics' own functions. Without torch: committed goldens made by Ultralytics 8.4.190
-(regenerate with ``YOLO_OFFLINE=1 /work/refenv/bin/python tests/test_ops_masks.py --regen``).
+(regenerate with ``YOLO_OFFLINE=1 /work/refenv/bin/python tests/ops/test_masks.py --regen``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import modelserve as ms
 from modelserve import _masks
 from modelserve._masks import MaskCrops, process_masks
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "goldens", "ops", "masks.npz")
+GOLDEN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "goldens", "ops", "masks.npz")
 
 #: (proto_hw, orig_hw): 640/320/odd letterboxes, 4K, portrait, tiny, protos equal to the image
 GEOMETRIES = [
