@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ._engine import Engine
 from ._engine_catalog import open_engine
@@ -80,9 +80,6 @@ def load(
     ``imgsz``: inference size for dynamic-shape models, an int or ``(height, width)`` of ints
     (default: the model's metadata, else 640; rounded up to the stride; at most
     ``modelserve.ops.MAX_IMGSZ`` = 8192 per side). Fixed-shape models always use their own input size.
-    The model's first output must be a detector's for its class names (``[batch, 4 + classes,
-    boxes]``, or end-to-end ``[batch, N, 6]`` rows), else :class:`ModelLoadError` says what was
-    expected and what the model has.
     ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
     with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
     ``task``: ``"detect"``, ``"segment"``, ``"pose"``, ``"obb"``, ``"classify"`` or ``"rtdetr"``
@@ -104,47 +101,69 @@ def load(
         r.xyxy, r.confidence, r.class_id, r.class_names
     """
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
-    if batching is True:
-        batching = Batching()
-    elif batching is False:
-        batching = None
-    elif batching is not None and not isinstance(batching, Batching):
-        raise InvalidInputError(f"batching must be True, False, None or a Batching, got {batching!r}")
+    batching = _batching(batching)
     if isinstance(source, Engine):
         eng = source
     else:
-        if not isinstance(source, (str, os.PathLike)):
-            raise InvalidInputError(f"source must be a model path or an Engine, got {type(source).__name__}")
-        path = os.fspath(source)
-        cache_dir_for = None
-        if registry is not None or lock is not None or is_registry_ref(path):
-            reg = registry if registry is not None else Registry()
-            version = resolve_for_load(path, registry=reg, lock=lock)
-            path = os.fspath(version.path)
-
-            def cache_dir_for(cls: type[Engine]) -> os.PathLike[str] | None:
-                return reg.engine_cache_dir(version.digest, {"engine": cls.name, "device": str(device)})
-
-        _check_model_path(path)
-        eng = open_engine(
-            path, engine=engine, device=device, cache_dir_for=cache_dir_for,
-            hints={"imgsz": imgsz, "max_batch": batching.max_batch_size if batching is not None else None},
-            **dict(engine_options or {}),
-        )
+        hints = {"imgsz": imgsz, "max_batch": batching.max_batch_size if batching is not None else None}
+        eng = _open(source, engine, device, registry, lock, hints, engine_options)
     try:
-        # Without names in the metadata or names=, the class count of the two layouts that show it:
-        # detect [B, 4 + nc, anchors] and classify [B, nc]; other tasks need names=.
-        shape = tuple(eng.outputs[0].shape) if eng.outputs else ()
-        said = task or eng.metadata.get("task", "detect")
-        nc = None
-        if len(shape) >= 2 and shape[1] is not None:
-            if said == "detect" and len(shape) == 3:
-                nc = shape[1] - 4
-            elif said == "classify" and len(shape) == 2:
-                nc = shape[1]
-        info = parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
+        info = _model_info(eng, task, names)
         return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task)
     except BaseException:
         if not isinstance(source, Engine):
             eng.close()
         raise
+
+
+def _batching(batching: Batching | bool | None) -> Batching | None:
+    if batching is True:
+        return Batching()
+    if batching is False or batching is None:
+        return None
+    if not isinstance(batching, Batching):
+        raise InvalidInputError(f"batching must be True, False, None or a Batching, got {batching!r}")
+    return batching
+
+
+def _open(source: str | os.PathLike[str], engine: str | type[Engine], device: str, registry: Registry | None,
+          lock: str | os.PathLike[str] | None, hints: Mapping[str, Any],
+          engine_options: Mapping[str, Any] | None) -> Engine:
+    """The engine for a model path or a registry reference (whose compiled artifacts, such as
+    TensorRT plans, are kept in the registry's artifact area)."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise InvalidInputError(f"source must be a model path or an Engine, got {type(source).__name__}")
+    path = os.fspath(source)
+    cache_dir_for = None
+    if registry is not None or lock is not None or is_registry_ref(path):
+        reg = registry if registry is not None else Registry()
+        version = resolve_for_load(path, registry=reg, lock=lock)
+        path = os.fspath(version.path)
+        cache_dir_for = _artifact_dirs(reg, version.digest, device)
+    _check_model_path(path)
+    return open_engine(path, engine=engine, device=device, cache_dir_for=cache_dir_for, hints=dict(hints),
+                       **dict(engine_options or {}))
+
+
+def _artifact_dirs(reg: Registry, digest: str, device: str) -> Callable[[type[Engine]], os.PathLike[str] | None]:
+    """Where each engine keeps what it compiles for one registered model on ``device``."""
+
+    def cache_dir_for(cls: type[Engine]) -> os.PathLike[str] | None:
+        return reg.engine_cache_dir(digest, {"engine": cls.name, "device": str(device)})
+
+    return cache_dir_for
+
+
+def _model_info(eng: Engine, task: str | None, names: Mapping[int, str] | Sequence[str] | None) -> Any:
+    """The model's metadata; without names in it or ``names=``, the class count of the two
+    layouts that show it: detect ``[B, 4 + nc, anchors]`` and classify ``[B, nc]`` (other tasks
+    need ``names=``)."""
+    shape = tuple(eng.outputs[0].shape) if eng.outputs else ()
+    said = task or eng.metadata.get("task", "detect")
+    nc = None
+    if len(shape) >= 2 and shape[1] is not None:
+        if said == "detect" and len(shape) == 3:
+            nc = shape[1] - 4
+        elif said == "classify" and len(shape) == 2:
+            nc = shape[1]
+    return parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
