@@ -199,12 +199,16 @@ def batched_nms(
     return kept if max_keep < 0 else kept[:max_keep]
 
 
+def _corners(xy: np.ndarray, wh: np.ndarray, two: np.floating) -> tuple[np.ndarray, np.ndarray]:
+    """Ultralytics' ``xywh2xyxy`` in the arrays' dtype: ``xy - wh / 2`` and ``xy + wh / 2``."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf boxes give NaN/inf, as in torch
+        half = wh / two
+        return xy - half, xy + half
+
+
 def _xywh2xyxy(x: np.ndarray) -> np.ndarray:
     y = np.empty_like(x)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf boxes give NaN/inf, as in torch
-        half = x[:, 2:4] / np.float32(2)
-        y[:, 0:2] = x[:, 0:2] - half
-        y[:, 2:4] = x[:, 0:2] + half
+    y[:, 0:2], y[:, 2:4] = _corners(x[:, 0:2], x[:, 2:4], np.float32(2))
     return y
 
 
@@ -232,10 +236,7 @@ def half_xyxy(raw: np.ndarray) -> np.ndarray:
     float16 arithmetic, as Ultralytics' ``xywh2xyxy`` computes them on a half-precision model's
     outputs (each operation rounded to float16, like torch's CPU half arithmetic)."""
     out = raw.astype(np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        half = raw[:, 2:4] / np.float16(2)
-        out[:, 0:2] = raw[:, 0:2] - half
-        out[:, 2:4] = raw[:, 0:2] + half
+    out[:, 0:2], out[:, 2:4] = _corners(raw[:, 0:2], raw[:, 2:4], np.float16(2))
     return out
 
 

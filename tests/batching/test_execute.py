@@ -11,16 +11,7 @@ import pytest
 from modelserve import BatchResultError
 from modelserve.batching.execute import as_results, call_isolated
 
-
-def poisoned(poison: set[int], calls: list[list[int]]):
-    def fn(items: list[int]) -> list[int]:
-        calls.append(list(items))
-        bad = [x for x in items if x in poison]
-        if bad:
-            raise ValueError(f"poisoned item {bad[0]}")
-        return [10 * x for x in items]
-
-    return fn
+from .test_batcher import _poison_fn as poisoned
 
 
 def test_a_clean_batch_is_one_call():
