@@ -10,6 +10,7 @@ from ._engine import Engine
 from ._engine_catalog import open_engine
 from ._errors import InvalidInputError, ModelLoadError
 from ._files import file_kind
+from ._formats import model_file
 from ._metadata import describe_model, parse_metadata
 from ._options import PredictOptions
 from ._predictor import Predictor
@@ -140,6 +141,7 @@ def _open(source: str | os.PathLike[str], engine: str | type[Engine], device: st
         version = resolve_for_load(path, registry=reg, lock=lock)
         path = os.fspath(version.path)
         cache_dir_for = _artifact_dirs(reg, version.digest, device)
+    path = model_file(path)
     _check_model_path(path)
     return open_engine(path, engine=engine, device=device, cache_dir_for=cache_dir_for, hints=dict(hints),
                        **dict(engine_options or {}))
