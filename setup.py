@@ -60,6 +60,8 @@ setup(
         "modelserve._registry",
         "modelserve.batching",
         "modelserve.cli",
+        "modelserve.plotting",
+        "modelserve.sources",
         "modelserve.tasks",
         "modelserve.engines",
         "modelserve.engines.tensorrt",
@@ -74,6 +76,7 @@ setup(
         "onnxruntime-openvino": ["onnxruntime-openvino>=1.16"],
         "openvino": ["openvino>=2024.0"],
         "tensorrt": ["tensorrt>=10.0", "pycuda>=2022.1"],
+        "video": ["av>=12"],  # modelserve.sources: video files, cameras and live streams
         "dev": [
             "onnxruntime>=1.16",
             "pytest>=7",
@@ -82,6 +85,7 @@ setup(
             "hypothesis>=6",
             "onnx>=1.14",
             "opencv-python-headless>=4.8",
+            "av>=12",  # the video and stream sources' tests
             "nudenet==3.4.2",
             "scikit-image>=0.21",
             "openvino>=2024.0",

@@ -7,6 +7,8 @@ application can catch the whole family with one ``except`` clause::
     ├── ModelLoadError            a model file is missing, truncated, not ONNX, or unreadable
     ├── EngineUnavailableError    an engine or device cannot be used here (says why)
     ├── InvalidInputError         an image, array or argument is not what the API accepts (also a ValueError)
+    │   └── SourceError           a folder, URL, video or live stream cannot be read (missing, unreachable,
+    │                             timed out, too large, undecodable, or a live stream lost for good)
     ├── QueueFullError            the micro-batcher's bounded queue is full
     ├── BatcherClosedError        submit() after close()
     ├── DeadlineExceededError     a request's deadline passed before it ran (also a TimeoutError)
@@ -26,6 +28,7 @@ __all__ = [
     "ModelLoadError",
     "EngineUnavailableError",
     "InvalidInputError",
+    "SourceError",
     "QueueFullError",
     "BatcherClosedError",
     "DeadlineExceededError",
@@ -53,6 +56,12 @@ class EngineUnavailableError(ModelserveError):
 
 class InvalidInputError(ModelserveError, ValueError):
     """An input (image, array, option) is not what the API accepts; the message says what was expected."""
+
+
+class SourceError(InvalidInputError):
+    """A source of images (a folder, glob, list file, URL, video file, camera or live stream) cannot
+    be read: the message names it and says why (not found, HTTP status, timeout, size limit, no
+    video stream, PyAV missing, or a live stream that stayed down through its reconnect attempts)."""
 
 
 class QueueFullError(ModelserveError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from typing import Any, Callable, Mapping, Sequence
@@ -18,6 +19,8 @@ from ._registry import Registry, is_registry_ref, resolve_for_load, set_default_
 from .batching import Batching
 
 __all__ = ["load"]
+
+_log = logging.getLogger("modelserve")
 
 
 def _describe_for_registry(path: os.PathLike[str]) -> dict[str, Any] | None:
@@ -110,11 +113,17 @@ def load(
         eng = _open(source, engine, device, registry, lock, hints, engine_options)
     try:
         info = _model_info(eng, task, names)
-        return Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task)
+        predictor = Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task)
     except BaseException:
         if not isinstance(source, Engine):
             eng.close()
         raise
+    if _log.isEnabledFor(logging.DEBUG):
+        provider = next((getattr(eng, a) for a in ("providers", "execution_devices", "gpu_name") if hasattr(eng, a)), None)
+        _log.debug("loaded %s: engine=%s device=%s provider=%s imgsz=%s (%s) task=%s classes=%d batching=%s",
+                   getattr(eng, "path", source), eng.name, eng.device, provider, predictor.imgsz,
+                   "dynamic" if predictor.dynamic else "fixed", predictor.task, len(predictor.names), batching)
+    return predictor
 
 
 def _batching(batching: Batching | bool | None) -> Batching | None:
