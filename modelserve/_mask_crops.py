@@ -60,6 +60,9 @@ class MaskCrops:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("MaskCrops is immutable")
 
+    def __reduce__(self) -> Any:  # pickle and deepcopy through __init__ (the slots cannot be set)
+        return (MaskCrops, (list(self._crops), self._offsets, self._orig_hw))
+
     @property
     def crops(self) -> tuple[np.ndarray, ...]:
         """The bool crop of each detection (``(0, 0)`` when its box holds no pixel)."""

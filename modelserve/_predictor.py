@@ -5,6 +5,7 @@ One Predictor may be shared by any number of threads: it keeps no per-call state
 thread-safe by contract. Each call decodes its images, has the task's head (``modelserve.tasks``)
 preprocess each one straight into its slot of a batch tensor (images with the same input shape
 share a batch), runs the engine, and has the head decode the outputs in original-image pixels.
+Folders, videos, streams and iterables come as decoded frames from ``modelserve.sources``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import _checks
+from . import _checks, sources
 from ._detections import Detections
 from ._engine import Engine
 from ._errors import InvalidInputError, ModelLoadError
@@ -25,6 +26,7 @@ from ._images import Image, is_single_image, load_image
 from ._letterbox import OTYPES
 from ._metadata import ModelInfo
 from ._options import PredictOptions
+from ._result_base import attach_image, with_speed
 from .batching import Batching, MicroBatcher
 from .tasks import head_for
 
@@ -32,36 +34,6 @@ __all__ = ["Predictor", "PredictOptions"]
 
 _DEFAULT_IMGSZ = 640
 _MAX_GEOMETRIES = 256  # image sizes whose letterbox plans a Predictor keeps
-
-
-def _with_speed(results: list[Detections], t0: float, t1: float, t2: float, t3: float) -> list[Detections]:
-    """Attach per-image stage times in ms (each stage's time divided by the number of images)."""
-    n = len(results)
-    speed = {"preprocess": (t1 - t0) * 1000 / n, "inference": (t2 - t1) * 1000 / n, "postprocess": (t3 - t2) * 1000 / n}
-    for r in results:
-        object.__setattr__(r, "speed", dict(speed))
-    return results
-
-
-def _run_limit(engine: Engine, head: Any) -> int | None:
-    """1 when the input batch is dynamic but an output's batch is fixed at 1 (such a model answers
-    for one image per run), else None; :class:`ModelLoadError` when outputs cannot be matched to
-    images."""
-    in_batch = engine.inputs[0].shape[0]
-    limit = None
-    for i in head.outputs:
-        shape = engine.outputs[i].shape
-        out_batch = shape[0] if shape else None
-        if out_batch is None or out_batch == in_batch:
-            continue
-        if in_batch is None and out_batch == 1:
-            limit = 1
-            continue
-        raise ModelLoadError(
-            f"the model's output batch is fixed at {out_batch} while its input batch is "
-            f"{'dynamic' if in_batch is None else in_batch}: outputs cannot be matched to images"
-        )
-    return limit
 
 
 def _shape_key(tensor: np.ndarray) -> tuple[int, ...]:
@@ -101,7 +73,7 @@ class Predictor:
         self._input = spec
         self._otype = OTYPES[spec.dtype.char]
         self._head = head_for(engine, info, task)
-        self._run_limit = _run_limit(engine, self._head)
+        self._run_limit = self._head.run_limit(engine)
         self._geometries: dict[tuple[int, int], Any] = {}
         self._fixed_batch = spec.shape[0]
         h, w = spec.shape[2], spec.shape[3]
@@ -149,7 +121,9 @@ class Predictor:
     # -- the pipeline ---------------------------------------------------------------------------
     def _geometry(self, image: Image) -> Any:
         """The letterbox layout, kernel plan and box scaling of this image's size (cached)."""
-        hw = image.pixels.shape[:2]
+        return self._geometry_hw(image.pixels.shape[:2])
+
+    def _geometry_hw(self, hw: tuple[int, int]) -> Any:
         geometry = self._geometries.get(hw)
         if geometry is None:
             geometry = self._head.geometry(hw, self.imgsz, self.dynamic, self.info.stride)
@@ -213,42 +187,82 @@ class Predictor:
 
     def _detect(self, outs: Sequence[np.ndarray], opts: PredictOptions, images: Sequence[Image],
                 geometries: Sequence[Any]) -> list[Any]:
-        """Raw outputs of one batch -> the task's results in each image's pixels."""
-        return self._head.decode(outs, opts, images, geometries)
+        """Raw outputs of one batch -> the task's results in each image's pixels (each keeping its
+        image, for ``plot()``)."""
+        results = self._head.decode(outs, opts, images, geometries)
+        for result, image in zip(results, images):
+            attach_image(result, image)
+        return results
 
     def predict(
         self,
-        images: Any,
+        images: Any = None,
         *,
+        source: Any = None,
+        stream: bool = False,
+        vid_stride: int = 1,
+        batch: int = 1,
+        verbose: bool = False,
         conf: float | None = None,
         iou: float | None = None,
         max_det: int | None = None,
         classes: Sequence[int] | None = None,
         agnostic: bool | None = None,
-    ) -> Detections | list[Detections]:
-        """Detect objects in one image or a list of images.
-
-        ``images``: a path, bytes, a PIL image or a uint8 numpy array (BGR unless the Predictor was
-        loaded with ``channels="rgb"``), or a list of those (mixed sizes are fine). Thresholds default
-        to the Predictor's. Returns :class:`Detections` (or a list, for a list).
-
-        With batching on, each image is preprocessed in the calling thread and joins the shared
-        micro-batcher, so concurrent callers share engine batches; results are the same either way.
+    ) -> Any:
+        """Detect objects in one image (a path, bytes, a PIL image, a uint8 array: BGR unless loaded
+        with ``channels="rgb"``) -> :class:`Detections`; in a list of images -> a list; in any other
+        source (``images`` or ``source=``: a folder, glob, list file, video, URL, ``rtsp://`` stream,
+        camera index or iterable, see :mod:`modelserve.sources`) -> a list, one result per image or
+        kept video frame. ``stream=True``: a generator instead, reading ``batch`` frames at a time
+        (a few more decoded ahead), so a long video is never held whole; live streams need it.
+        ``vid_stride``: keep every n-th video frame. Each result has an ``origin``
+        (:class:`~modelserve.sources.Origin`). ``verbose``: log Ultralytics' line per image (INFO,
+        ``modelserve`` logger). Thresholds default to the Predictor's. With batching on, images
+        join the shared micro-batcher from the calling thread; results are the same either way.
         """
+        src = sources.one_source(images, source)
         opts = self.options.merged(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        batch = _checks.positive_int(batch, "batch")
+        _checks.positive_int(vid_stride, "vid_stride")
+        if not stream and (isinstance(src, (list, tuple)) or sources.is_one_image(src)):
+            return self._predict_images(src, opts, verbose)
+        opened = sources.open_source(src, vid_stride=vid_stride, channels=self.channels)
+        if not stream:
+            opened.check_finite()
+        run = functools.partial(self._run_images, opts=opts)
+        results = sources.feed(opened, run, batch, sources.Report(verbose, self._input_hw))
+        if stream:
+            return results
+        done = list(results)
+        return done[0] if opened.single else done
+
+    def _predict_images(self, images: Any, opts: PredictOptions, verbose: bool) -> Detections | list[Detections]:
+        """What ``predict`` always did: one image, or a list of images in one call."""
         single = is_single_image(images)
-        sources = [images] if single else list(images)
-        if not sources:
+        items = [images] if single else list(images)
+        if not items:
             return []
-        if self._batcher is not None:
-            results = self._predict_batched(self._batcher, sources, opts)
-        else:
-            results = self._predict_direct(sources, opts)
+        report = sources.Report(verbose, self._input_hw)
+        results = self._run_images(items, False, opts)
+        report.add(results, *sources.describe_items(items, single))
+        report.finish()
         return results[0] if single else results
 
-    def _predict_direct(self, sources: list[Any], opts: PredictOptions) -> list[Detections]:
+    def _run_images(self, items: list[Any], admitted: bool, opts: PredictOptions) -> list[Detections]:
+        if self._batcher is not None:
+            return self._predict_batched(self._batcher, items, opts, admitted)
+        return self._predict_direct(items, opts)
+
+    def _decode(self, source: Any) -> Image:
+        return source if isinstance(source, Image) else load_image(source, self.channels)
+
+    def _input_hw(self, orig_shape: tuple[int, int]) -> tuple[int, int]:
+        """The model-input size an image of ``orig_shape`` is letterboxed to (for the log lines)."""
+        return tuple(self._geometry_hw(orig_shape).layout.output_hw)  # type: ignore[return-value]
+
+    def _predict_direct(self, items: list[Any], opts: PredictOptions) -> list[Detections]:
         t0 = time.perf_counter()
-        decoded = [load_image(s, self.channels) for s in sources]
+        decoded = [self._decode(s) for s in items]
         geometries = [self._geometry(img) for img in decoded]
         batches = self._preprocess(decoded, geometries)
         t1 = time.perf_counter()
@@ -262,12 +276,12 @@ class Predictor:
                 dets = self._detect(raw, opts, [decoded[i] for i in idx], [geometries[i] for i in idx])
                 by_index.update(zip(idx, dets))
             results = [by_index[i] for i in range(len(decoded))]
-        return _with_speed(results, t0, t1, t2, time.perf_counter())
+        return with_speed(results, t0, t1, t2, time.perf_counter())
 
     # -- batched path ---------------------------------------------------------------------------
     def _prepare(self, source: Any) -> tuple[Image, Any, np.ndarray]:
         """Decode and letterbox one image into its own ``(3, h, w)`` tensor (caller's thread)."""
-        img = load_image(source, self.channels)
+        img = self._decode(source)
         geometry = self._geometry(img)
         tensor = np.empty((3, *geometry.layout.output_hw), dtype=self._input.dtype)
         self._letterbox(img, geometry, tensor)
@@ -282,16 +296,18 @@ class Predictor:
     def _finish(self, image: Image, geometry: Any, raw: Sequence[np.ndarray], opts: PredictOptions) -> Any:
         return self._detect([o[None] for o in raw], opts, [image], [geometry])[0]
 
-    def _predict_batched(self, batcher: MicroBatcher, sources: list[Any], opts: PredictOptions) -> list[Detections]:
+    def _predict_batched(self, batcher: MicroBatcher, items: list[Any], opts: PredictOptions,
+                         admitted: bool = False) -> list[Detections]:
         t0 = time.perf_counter()
-        prepared = [self._prepare(s) for s in sources]
+        prepared = [self._prepare(s) for s in items]
         t1 = time.perf_counter()
         futures = []
         try:
             # The first image meets the queue's policy (on_full); once the call is admitted, the
-            # rest of its images wait for room, so a long list never fails on its own length.
+            # rest of its images (and a stream's later batches) wait for room, so a long list or
+            # video never fails on its own length.
             for n, (_, _, tensor) in enumerate(prepared):
-                futures.append(batcher.submit(tensor, block=True if n else None))
+                futures.append(batcher.submit(tensor, block=True if n or admitted else None))
             raws = [f.result() for f in futures]
         except BaseException:
             for f in futures:
@@ -299,9 +315,9 @@ class Predictor:
             raise
         t2 = time.perf_counter()
         results = [self._finish(img, geometry, raw, opts) for (img, geometry, _), raw in zip(prepared, raws)]
-        return _with_speed(results, t0, t1, t2, time.perf_counter())
+        return with_speed(results, t0, t1, t2, time.perf_counter())
 
-    def __call__(self, images: Any, **kwargs: Any) -> Detections | list[Detections]:
+    def __call__(self, images: Any = None, **kwargs: Any) -> Any:
         return self.predict(images, **kwargs)
 
     async def apredict(
@@ -314,7 +330,8 @@ class Predictor:
         classes: Sequence[int] | None = None,
         agnostic: bool | None = None,
     ) -> Detections | list[Detections]:
-        """``predict`` for asyncio code; never blocks the event loop.
+        """``predict`` for asyncio code, on one image or a list; never blocks the event loop (for
+        folders, videos and streams, iterate ``predict(..., stream=True)`` in a thread).
 
         Without batching the whole call runs in the loop's default executor. With batching, decoding
         and letterboxing run in the executor and each image awaits the shared micro-batcher, so
@@ -327,19 +344,20 @@ class Predictor:
             return await loop.run_in_executor(None, functools.partial(self.predict, images, **kwargs))
         opts = self.options.merged(**kwargs)
         single = is_single_image(images)
-        sources = [images] if single else list(images)
+        items = [images] if single else list(images)
         # The first image is admitted (or refused) by the batcher's on_full policy; the others wait
         # for it to be queued and then for room, as in predict(), whatever order they finish
         # preparing in. If any image fails, the call fails and its other images are cancelled.
         admitted: asyncio.Future[None] = loop.create_future()
         tasks = [asyncio.ensure_future(self._apredict_one(batcher, s, opts, admitted, n == 0))
-                 for n, s in enumerate(sources)]
+                 for n, s in enumerate(items)]
         try:
             results = await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()
             raise
+        sources.Report(False, self._input_hw).add(results, *sources.describe_items(items, single))
         return results[0] if single else list(results)
 
     async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions,
@@ -357,7 +375,7 @@ class Predictor:
         raw = await asyncio.wrap_future(future, loop=loop)
         t2 = time.perf_counter()
         result = self._finish(img, geometry, raw, opts)
-        return _with_speed([result], t0, t1, t2, time.perf_counter())[0]
+        return with_speed([result], t0, t1, t2, time.perf_counter())[0]
 
     @property
     def batcher(self) -> MicroBatcher | None:

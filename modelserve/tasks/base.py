@@ -62,6 +62,26 @@ class Head:
         _letterbox.fill(geometry.layout, geometry.plan, pixels, out, otype, PAD_VALUE, bgr)
 
     # -- outputs ----------------------------------------------------------------------------------
+    def run_limit(self, engine: Any) -> int | None:
+        """1 when the input batch is dynamic but an output's batch is fixed at 1 (such a model
+        answers for one image per run), else None; :class:`ModelLoadError` when outputs cannot be
+        matched to images."""
+        in_batch = engine.inputs[0].shape[0]
+        limit = None
+        for i in self.outputs:
+            shape = engine.outputs[i].shape
+            out_batch = shape[0] if shape else None
+            if out_batch is None or out_batch == in_batch:
+                continue
+            if in_batch is None and out_batch == 1:
+                limit = 1
+                continue
+            raise ModelLoadError(
+                f"the model's output batch is fixed at {out_batch} while its input batch is "
+                f"{'dynamic' if in_batch is None else in_batch}: outputs cannot be matched to images"
+            )
+        return limit
+
     def ranks(self) -> tuple[int, ...]:
         return (3,)
 

@@ -11,44 +11,64 @@ import numpy as np
 from PIL import Image as PILImage
 
 from .. import _letterbox
-from .._errors import ModelLoadError
+from .._errors import InvalidInputError, ModelLoadError
 from .._metadata import ModelInfo
+from .._result_base import ResultBase
+from .._tables import (
+    CLASSIFY_COLUMNS,
+    classification_rows,
+    csv_text,
+    dataframe,
+    finite_json,
+    json_options,
+    summary_options,
+)
+from .._view_arrays import ArrayField, Probs, probs_view
 from .base import Head, Shape, as_f32, fmt
 
 __all__ = ["Classification", "ClassifyHead"]
 
 
 @dataclass(frozen=True, eq=False)
-class Classification:
+class Classification(ResultBase):
     """One image's class probabilities.
 
-    * ``probs``: ``(nc,)`` float32, as the model gives them (softmax)
+    * ``probs``: ``(nc,)`` float32, as the model gives them (softmax); the array also has
+      Ultralytics' ``probs.top1``, ``top5``, ``top1conf``, ``top5conf`` and ``data``
     * ``top1`` / ``top5``: class ids, best first (``top5`` has ``min(5, nc)`` ids)
     * ``top1conf`` / ``top5conf``, ``top1_name`` / ``top5_names``
     * ``names``, ``orig_shape``, ``speed``: as for :class:`Detections`
+    * ``summary()``, ``to_json(schema="ultralytics")``, ``to_csv()``, ``to_df()``: the five best
+      classes as Ultralytics' ``Results`` gives them
     """
 
-    probs: np.ndarray
+    probs: ArrayField[Probs] = ArrayField(probs_view, required=True)
     names: Mapping[int, str] = field(default_factory=dict)
     orig_shape: tuple[int, int] = (0, 0)
     speed: Mapping[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        probs = np.asarray(self.__dict__["probs"]).view(np.ndarray)
+        if probs.ndim != 1 or probs.dtype.kind not in "fiu":
+            raise InvalidInputError(f"probs must be a 1-D array of numbers, got {probs.dtype} shaped {probs.shape}")
+        object.__setattr__(self, "probs", probs)
+
     @property
     def top5(self) -> list[int]:
         """The five best class ids, best first (Ultralytics' ``(-probs).argsort(0)[:5]``)."""
-        return [int(i) for i in np.argsort(-self.probs, kind="stable")[:5]]
+        return self.probs.top5
 
     @property
     def top1(self) -> int:
-        return int(np.argmax(self.probs))
+        return int(np.argmax(self.__dict__["probs"]))
 
     @property
     def top1conf(self) -> float:
-        return float(self.probs[self.top1])
+        return float(self.__dict__["probs"][self.top1])
 
     @property
     def top5conf(self) -> np.ndarray:
-        return self.probs[self.top5]
+        return self.__dict__["probs"][self.top5]
 
     @property
     def top1_name(self) -> str:
@@ -59,20 +79,42 @@ class Classification:
         return [self.names.get(i, str(i)) for i in self.top5]
 
     def to_dict(self) -> dict[str, Any]:
+        probs = self.__dict__["probs"]
         return {
             "orig_shape": [int(v) for v in self.orig_shape],
-            "top5": [{"class_id": i, "class_name": self.names.get(i, str(i)), "confidence": float(self.probs[i])}
+            "top5": [{"class_id": i, "class_name": self.names.get(i, str(i)), "confidence": float(probs[i])}
                      for i in self.top5],
-            "probs": [float(p) for p in self.probs],
+            "probs": [float(p) for p in probs],
             "speed": {k: float(v) for k, v in self.speed.items()},
+            **({"origin": self.origin.to_dict()} if self.origin is not None else {}),
         }
 
-    def to_json(self, **kwargs: Any) -> str:
+    def summary(self, normalize: bool = False, decimals: int = 5) -> list[dict[str, Any]]:
+        """Ultralytics' ``Results.summary()`` of a classification: ``name``, ``class`` and
+        ``confidence`` of the five best classes, best first (``normalize`` changes nothing)."""
+        _, decimals = summary_options(normalize, decimals)
+        return classification_rows(self.__dict__["probs"], self.top5, self.names, decimals)
+
+    def to_csv(self, normalize: bool = False, decimals: int = 5) -> str:
+        """:meth:`summary` as CSV text: ``name,class,confidence``, then one line per class."""
+        return csv_text(self.summary(normalize, decimals), CLASSIFY_COLUMNS)
+
+    def to_df(self, normalize: bool = False, decimals: int = 5) -> Any:
+        """:meth:`summary` as a DataFrame: pandas if installed, else polars."""
+        return dataframe(self.summary(normalize, decimals), CLASSIFY_COLUMNS)
+
+    def to_json(self, *, schema: str = "modelserve", normalize: bool | None = None, decimals: int | None = None,
+                **kwargs: Any) -> str:
+        """A strict JSON string: :meth:`to_dict` by default; with ``schema="ultralytics"``,
+        Ultralytics' ``Results.to_json()`` (:meth:`summary`'s list)."""
+        options = json_options(schema, normalize, decimals)
         kwargs.setdefault("allow_nan", False)
-        return json.dumps(self.to_dict(), **kwargs)
+        data: Any = self.to_dict() if options is None else self.summary(*options)
+        return json.dumps(finite_json(data), **kwargs)
 
     def __repr__(self) -> str:
-        best = ", ".join(f"{self.names.get(i, str(i))} {self.probs[i]:.2f}" for i in self.top5)
+        probs = self.__dict__["probs"]
+        best = ", ".join(f"{self.names.get(i, str(i))} {probs[i]:.2f}" for i in self.top5)
         return f"Classification(orig_shape={self.orig_shape}, top5=[{best}])"
 
 

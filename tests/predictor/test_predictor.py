@@ -210,7 +210,8 @@ def test_detections_api(predictor, bgr):
     assert items[0].confidence == pytest.approx(float(r.confidence[0]))
     high = r[r.confidence > 0.2]
     assert 0 < len(high) < n and (high.confidence > 0.2).all()
-    assert len(r[:2]) == 2 and len(r[0]) == 1 and len(r[[0, 2]]) == 2
+    assert len(r[:2]) == 2 and len(r[0:1]) == 1 and len(r[[0, 2]]) == 2
+    assert isinstance(r[0], ms.Detection) and r[0].confidence == items[0].confidence  # an int gives one row
     d = json.loads(r.to_json())
     assert len(d["detections"]) == n and d["orig_shape"] == list(r.orig_shape)
     assert d["detections"][0]["class_name"] == r.class_names[0]
