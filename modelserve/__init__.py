@@ -24,8 +24,10 @@ from ._errors import (
     PinMismatchError,
     QueueFullError,
     RegistryError,
+    SourceError,
     VersionConflictError,
 )
+from ._job import JobSummary, batch_predict
 from ._load import load
 from ._options import PredictOptions
 from ._predictor import Predictor
@@ -36,6 +38,8 @@ from .tasks import Classification
 
 __all__ = [
     "load",
+    "batch_predict",
+    "JobSummary",
     "MicroBatcher",
     "Batching",
     "BatcherStats",
@@ -56,6 +60,7 @@ __all__ = [
     "ModelLoadError",
     "EngineUnavailableError",
     "InvalidInputError",
+    "SourceError",
     "QueueFullError",
     "BatcherClosedError",
     "DeadlineExceededError",

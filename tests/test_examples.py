@@ -75,3 +75,38 @@ def test_http_service_concurrent_requests(detector_path, photo):
         server.shutdown()
         server.server_close()
         predictor.close()
+
+
+def test_camera_loop_on_a_video(tmp_path, detector_path, capsys):
+    """The camera example, run on a real video file (the same loop a live stream takes)."""
+    import camera_loop
+    import pytest
+
+    pytest.importorskip("av")
+    from PIL import Image
+
+    from tests import assets
+    from tests.sources.support import encode
+
+    photos = [np.asarray(Image.open(assets.photo(n)).convert("RGB").resize((320, 240))) for n in ("bus.jpg", "zidane.jpg")]
+    video = encode(tmp_path / "cam.mp4", photos, 8)
+    seen = camera_loop.run(str(detector_path), str(video), every=2, snapshot=str(tmp_path / "last.jpg"))
+    assert seen == 4 and (tmp_path / "last.jpg").stat().st_size > 0
+    assert capsys.readouterr().out.count("frame ") == 4
+
+
+def test_nightly_folder_job_resumes(tmp_path, detector_path, photo):
+    import nightly_folder
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for n in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(photo(n), folder / n)
+    out = tmp_path / "results"
+    first = nightly_folder.run(str(detector_path), str(folder), str(out))
+    assert first.frames == 2 and (out / "pictures" / "bus.jpg").is_file()
+    shutil.copy(photo("astronaut.png"), folder / "astronaut.png")
+    second = nightly_folder.run(str(detector_path), str(folder), str(out))
+    assert second.frames == 1 and second.skipped == 2
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "summary.json").read_text())["frames"] == 1

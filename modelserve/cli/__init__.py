@@ -1,9 +1,9 @@
 """The ``modelserve`` command line (also ``python -m modelserve``).
 
 One module per command group, each with ``add_parser(subparsers)`` adding its command (whose
-parser sets ``func``, the function that runs it and returns the exit status): ``registry``
-(see ``modelserve registry --help``). A new group (``predict``, ``serve``) is one module listed
-in :data:`GROUPS`.
+parser sets ``func``, the function that runs it and returns the exit status): ``predict``
+(see ``modelserve predict --help``) and ``registry`` (``modelserve registry --help``). A new group
+(``serve``) is one module listed in :data:`GROUPS`.
 
 Exit status: 0 success, 1 a modelserve error or a file system error (one line on stderr,
 never a traceback), 2 bad usage (argparse's message).
@@ -16,12 +16,12 @@ import sys
 from typing import Sequence
 
 from .._errors import ModelserveError
-from . import registry
+from . import predict, registry
 
 __all__ = ["main", "dispatch", "GROUPS"]
 
 #: The command groups, in the order ``--help`` lists them.
-GROUPS = (registry,)
+GROUPS = (predict, registry)
 
 
 def build_parser() -> argparse.ArgumentParser:
