@@ -9,13 +9,13 @@ Run from the repo root with the reference env (torch, ultralytics, cv2, onnxrunt
 """
 import os
 import sys
-import time
 import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import assets
 import numpy as np
+from _timing import best  # noqa: E402
 
 import modelserve as ms
 from modelserve import _contours
@@ -29,16 +29,6 @@ try:
     from ultralytics.utils import ops as uops
 except ImportError:
     cv2 = uops = None
-
-
-def best(fn, reps=5):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * min(ts)
 
 
 def polygons(masks):

@@ -4,26 +4,15 @@ exactness (worst IoU, identical masks). Run from the repo root with the referenc
 OMP_NUM_THREADS=1 YOLO_OFFLINE=1 /work/refenv/bin/python benchmarks/masks.py"""
 import os
 import sys
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # the repository root: tests.* helpers
 import numpy as np  # noqa: E402
+from _timing import best  # noqa: E402
 
 from modelserve import ops  # noqa: E402
 from modelserve._masks import process_masks  # noqa: E402
 from tests.ops.test_masks import _case  # noqa: E402
-
-
-def best(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * min(ts)
-
 
 try:
     import torch

@@ -10,7 +10,6 @@ the reference env:
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -18,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import assets  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import best  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import modelserve as ms  # noqa: E402
@@ -34,16 +34,6 @@ CASES = {
     "obb": (MODELS / "obb.onnx", "obb", 320, {}),
     "classify": (MODELS / "cls.onnx", "classify", 224, {}),
 }
-
-
-def best(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * min(ts)
 
 
 def pictures():
