@@ -61,6 +61,7 @@ setup(
         "modelserve.batching",
         "modelserve.cli",
         "modelserve.plotting",
+        "modelserve.serving",
         "modelserve.sources",
         "modelserve.tasks",
         "modelserve.engines",
@@ -77,6 +78,7 @@ setup(
         "openvino": ["openvino>=2024.0"],
         "tensorrt": ["tensorrt>=10.0", "pycuda>=2022.1"],
         "video": ["av>=12"],  # modelserve.sources: video files, cameras and live streams
+        "server": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],  # modelserve serve
         "dev": [
             "onnxruntime>=1.16",
             "pytest>=7",
@@ -86,6 +88,10 @@ setup(
             "onnx>=1.14",
             "opencv-python-headless>=4.8",
             "av>=12",  # the video and stream sources' tests
+            "starlette>=0.37",  # the server's tests (modelserve[server]) ...
+            "uvicorn>=0.29",
+            "python-multipart>=0.0.9",
+            "tritonclient[http]>=2.40",  # ... through the real KServe v2 client
             "nudenet==3.4.2",
             "scikit-image>=0.21",
             "openvino>=2024.0",

@@ -1,0 +1,280 @@
+"""The protocol-free core of the server: named models, their metadata, and one ``infer``.
+
+A :class:`ModelRepository` holds named, batched :class:`~modelserve.Predictor` objects. The
+protocol front ends (``rest.py``; gRPC later) decode a request into :class:`Tensor` objects, call
+:meth:`ModelRepository.infer`, and encode the named tensors it returns. Nothing here knows HTTP.
+
+Inputs (exactly one per request, told apart by datatype):
+
+* ``BYTES`` ``[k]``: ``k`` encoded images (JPEG, PNG, ...). The detection outputs are padded to
+  the most detections of any image: ``boxes`` FP32 ``[k, n, 4]`` (xyxy, original pixels),
+  ``scores`` FP32 ``[k, n]``, ``class_ids`` INT64 ``[k, n]`` (``-1`` in padding), ``counts``
+  INT64 ``[k]`` (the real detections of each image: row ``i`` holds ``counts[i]`` of them, best
+  first), and ``json`` BYTES ``[k]`` (each image's ``Detections.to_json()``). Results of other
+  tasks (classification) give only ``json``.
+* ``FP32`` / ``FP16`` ``[k, 3, h, w]``: an already letterboxed batch, given to the engine as it is
+  (one ``Engine.run``, not through the micro-batcher: it is a batch already; at most the engine's
+  ``max_batch_size``); the outputs are the engine's raw outputs under their own names.
+
+Parameters: ``conf``, ``iou``, ``max_det``, ``classes`` (ids, as a list or ``"0,2"``), ``agnostic``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .._detections import Detections
+from .._errors import InvalidInputError, ModelNotFoundError
+from .._version import __version__
+from .errors import RequestTooLargeError
+
+__all__ = ["Tensor", "ServedModel", "ModelRepository", "DATATYPES", "IMAGE_INPUT", "DETECTION_OUTPUTS",
+           "DEFAULT_MAX_PIXELS", "server_metadata"]
+
+#: KServe v2 datatype -> numpy dtype (``BYTES`` is an object array of ``bytes``).
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_DATATYPE_OF = {dt: name for name, dt in DATATYPES.items() if name != "BYTES"}
+
+#: The name the metadata gives the encoded-image input (requests may name it anything).
+IMAGE_INPUT = "image"
+#: The outputs of a detection request on encoded images, in order.
+DETECTION_OUTPUTS = ("boxes", "scores", "class_ids", "counts", "json")
+#: Most pixels (width x height) of one image, by default (a 8K photo has 33 million).
+DEFAULT_MAX_PIXELS = 40_000_000
+_OPTIONS = ("conf", "iou", "max_det", "classes", "agnostic")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One named tensor of a request or a response: ``data`` has ``shape`` and the datatype's dtype."""
+
+    name: str
+    datatype: str
+    data: np.ndarray
+
+    @property
+    def shape(self) -> list[int]:
+        return [int(d) for d in self.data.shape]
+
+    @classmethod
+    def of(cls, name: str, array: np.ndarray) -> "Tensor":
+        """A tensor of a numpy array (an object array is ``BYTES``)."""
+        if array.dtype == object:
+            return cls(name, "BYTES", array)
+        datatype = _DATATYPE_OF.get(array.dtype)
+        if datatype is None:
+            raise InvalidInputError(f"no KServe v2 datatype for numpy {array.dtype}")
+        return cls(name, datatype, array)
+
+
+@dataclass
+class ServedModel:
+    """A model the server holds: its name, version and (batched) predictor."""
+
+    name: str
+    version: str
+    predictor: Any  # modelserve.Predictor
+
+    def metadata(self) -> dict[str, Any]:
+        """The KServe v2 model metadata, plus ``parameters`` with the task, engine and class names."""
+        p = self.predictor
+        spec = p.engine.inputs[0]
+        raw_shape = [-1 if d is None else int(d) for d in spec.shape]
+        inputs = [
+            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": spec.name, "datatype": _DATATYPE_OF[np.dtype(spec.dtype)], "shape": raw_shape},
+        ]
+        outputs = [
+            {"name": "boxes", "datatype": "FP32", "shape": [-1, -1, 4]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+            {"name": "class_ids", "datatype": "INT64", "shape": [-1, -1]},
+            {"name": "counts", "datatype": "INT64", "shape": [-1]},
+            {"name": "json", "datatype": "BYTES", "shape": [-1]},
+        ]
+        outputs += [{"name": o.name, "datatype": _DATATYPE_OF.get(np.dtype(o.dtype), "FP32"),
+                     "shape": [-1 if d is None else int(d) for d in o.shape]} for o in p.engine.outputs]
+        return {
+            "name": self.name, "versions": [self.version], "platform": f"modelserve_{p.engine.name}",
+            "inputs": inputs, "outputs": outputs,
+            "parameters": {"task": p.task, "engine": p.engine.name, "device": p.engine.device,
+                           "imgsz": list(p.imgsz), "class_names": {str(k): v for k, v in p.names.items()}},
+        }
+
+
+def server_metadata() -> dict[str, Any]:
+    """The KServe v2 server metadata."""
+    return {"name": "modelserve", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+class ModelRepository:
+    """Named models, each a batched :class:`~modelserve.Predictor`; safe to share between threads.
+
+    ``max_pixels``: most pixels of one encoded image (larger ones: :class:`RequestTooLargeError`,
+    checked from the image header, before decoding).
+    """
+
+    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.max_pixels = max_pixels
+        self._models: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+
+    def load(self, name: str, source: Any, **load_options: Any) -> ServedModel:
+        """``ms.load(source, batching=True, **load_options)`` served as ``name`` (version ``"1"``)."""
+        from .._load import load
+
+        load_options.setdefault("batching", True)
+        return self.add(name, load(source, **load_options))
+
+    def add(self, name: str, predictor: Any, version: str = "1") -> ServedModel:
+        """Serve ``predictor`` as ``name``; a second model of the same name is refused."""
+        if not name or "/" in name:
+            raise InvalidInputError(f"a model name must be non-empty without '/', got {name!r}")
+        with self._lock:
+            if name in self._models:
+                raise InvalidInputError(f"a model named {name!r} is already served")
+            model = self._models[name] = ServedModel(name, version, predictor)
+        return model
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The model ``name`` (at ``version``, when given), else :class:`ModelNotFoundError`."""
+        with self._lock:
+            model = self._models.get(name)
+        if model is None:
+            raise ModelNotFoundError(f"no model named {name!r} is served (served: {self.names()})")
+        if version not in (None, "", model.version):
+            raise ModelNotFoundError(f"model {name!r} has no version {version!r} (versions: [{model.version!r}])")
+        return model
+
+    def ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the model is served and can take requests."""
+        batcher = self.get(name, version).predictor.batcher
+        return batcher is None or not batcher.closed
+
+    def close(self) -> None:
+        """Finish queued work and release every model."""
+        with self._lock:
+            models, self._models = list(self._models.values()), {}
+        for model in models:
+            model.predictor.close()
+
+    def infer(self, name: str, version: str | None, inputs: Sequence[Tensor],
+              parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None) -> list[Tensor]:
+        """Run one request: decoded input tensors in, named output tensors out (``outputs``: only
+        these, in this order; default all). Blocks; protocol layers call it from a worker thread."""
+        model = self.get(name, version)
+        if len(inputs) != 1:
+            raise InvalidInputError(f"expected exactly one input tensor (encoded images as BYTES, or a raw "
+                                    f"FP32/FP16 batch), got {len(inputs)}")
+        (tensor,) = inputs
+        if tensor.datatype == "BYTES":
+            answer = self._detect(model.predictor, tensor, parameters or {})
+        elif tensor.datatype in ("FP32", "FP16"):
+            answer = _raw(model.predictor, tensor)
+        else:
+            raise InvalidInputError(f"input {tensor.name!r}: expected BYTES (encoded images) or FP32/FP16 "
+                                    f"(a letterboxed NCHW batch), got {tensor.datatype}")
+        if not outputs:
+            return answer
+        by_name = {t.name: t for t in answer}
+        missing = [o for o in outputs if o not in by_name]
+        if missing:
+            raise InvalidInputError(f"unknown output(s) {missing}; this request gives {list(by_name)}")
+        return [by_name[o] for o in outputs]
+
+    def _detect(self, predictor: Any, tensor: Tensor, options: Mapping[str, Any]) -> list[Tensor]:
+        images = [_image_bytes(x, tensor.name) for x in tensor.data.reshape(-1)]
+        return detection_tensors(self.predict_images(predictor, images, options))
+
+    def predict_images(self, predictor: Any, images: Sequence[bytes], parameters: Mapping[str, Any]) -> list[Any]:
+        """The results of ``k`` encoded images (each checked against ``max_pixels`` first)."""
+        if not images:
+            raise InvalidInputError("the request holds no images")
+        for n, data in enumerate(images):
+            _check_pixels(data, self.max_pixels, n)
+        return list(predictor.predict(list(images), **_options(parameters)))
+
+
+def detection_tensors(results: Sequence[Any]) -> list[Tensor]:
+    """The output tensors of ``k`` results, padded to the most detections (see the module doc)."""
+    texts = np.empty(len(results), dtype=object)
+    texts[:] = [r.to_json().encode() for r in results]
+    if not all(isinstance(r, Detections) for r in results):
+        return [Tensor("json", "BYTES", texts)]
+    k, n = len(results), max(len(r) for r in results)
+    boxes = np.zeros((k, n, 4), np.float32)
+    scores = np.zeros((k, n), np.float32)
+    class_ids = np.full((k, n), -1, np.int64)
+    for i, r in enumerate(results):
+        m = len(r)
+        boxes[i, :m], scores[i, :m], class_ids[i, :m] = r.xyxy, r.confidence, r.class_id
+    counts = np.array([len(r) for r in results], np.int64)
+    return [Tensor("boxes", "FP32", boxes), Tensor("scores", "FP32", scores),
+            Tensor("class_ids", "INT64", class_ids), Tensor("counts", "INT64", counts), Tensor("json", "BYTES", texts)]
+
+
+def _raw(predictor: Any, tensor: Tensor) -> list[Tensor]:
+    engine = predictor.engine
+    spec = engine.inputs[0]
+    data = tensor.data
+    if data.dtype != np.dtype(spec.dtype):
+        raise InvalidInputError(f"input {tensor.name!r}: this model takes {_DATATYPE_OF[np.dtype(spec.dtype)]} "
+                                f"tensors, got {tensor.datatype}")
+    fits = data.ndim == len(spec.shape) and all(d is None or d == s for d, s in zip(spec.shape, data.shape))
+    if not fits or data.ndim != 4 or 0 in data.shape:
+        want = [-1 if d is None else d for d in spec.shape]
+        raise InvalidInputError(f"input {tensor.name!r}: expected a tensor shaped {want}, got {list(data.shape)}")
+    limit = getattr(engine, "max_batch_size", None)
+    if limit is not None and data.shape[0] > limit:
+        raise InvalidInputError(f"input {tensor.name!r}: at most {limit} images per raw batch, got {data.shape[0]}")
+    outs = engine.run({spec.name: np.ascontiguousarray(data)})
+    return [Tensor.of(o.name, np.ascontiguousarray(np.asarray(a))) for o, a in zip(engine.outputs, outs)]
+
+
+def _image_bytes(item: Any, name: str) -> bytes:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    raise InvalidInputError(f"input {name!r}: expected encoded image bytes, got {type(item).__name__}")
+
+
+def _check_pixels(data: bytes, max_pixels: int, n: int) -> None:
+    """Refuse an image whose header says it is over ``max_pixels``; undecodable bytes are left to
+    the Predictor, whose error says why."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except Exception:  # noqa: BLE001 - the Predictor decodes it again and raises the typed error
+        return
+    if w * h > max_pixels:
+        raise RequestTooLargeError(f"image {n} is {w}x{h} = {w * h} pixels, over the server's limit of {max_pixels}")
+
+
+def _options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The predict options among a request's parameters (others, e.g. the binary-data ones, are
+    the protocol's)."""
+    options = {k: parameters[k] for k in _OPTIONS if k in parameters}
+    classes = options.get("classes")
+    if isinstance(classes, str):
+        try:
+            options["classes"] = [int(c) for c in classes.replace(",", " ").split()]
+        except ValueError:
+            raise InvalidInputError(f"parameter classes: expected class ids like '0,2', got {classes!r}") from None
+    elif isinstance(classes, int) and not isinstance(classes, bool):
+        options["classes"] = [classes]
+    return options

@@ -1,0 +1,78 @@
+"""The error table, the core without a protocol, and what importing the package pulls in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import modelserve as ms
+from modelserve.cli.serve import model_name
+from modelserve.serving import ModelRepository, RequestTooLargeError, Tensor, status_for
+
+
+def without_speed(text: str | bytes) -> dict:
+    """A result's JSON without its timings (the only part that differs between two runs)."""
+    data = json.loads(text)
+    data.pop("speed")
+    return data
+
+
+@pytest.mark.parametrize(("exc", "http", "grpc"), [
+    (RequestTooLargeError("x"), 413, "RESOURCE_EXHAUSTED"),
+    (ms.InvalidInputError("x"), 400, "INVALID_ARGUMENT"),
+    (ms.SourceError("x"), 400, "INVALID_ARGUMENT"),
+    (ms.ModelNotFoundError("x"), 404, "NOT_FOUND"),
+    (ms.QueueFullError("x"), 503, "UNAVAILABLE"),
+    (ms.BatcherClosedError("x"), 503, "UNAVAILABLE"),
+    (ms.DeadlineExceededError("x"), 504, "DEADLINE_EXCEEDED"),
+    (ms.EngineUnavailableError("x"), 503, "UNAVAILABLE"),
+    (ms.ModelLoadError("x"), 500, "INTERNAL"),
+    (ms.IntegrityError("x"), 500, "INTERNAL"),
+    (ms.InvalidNameError("x"), 400, "INVALID_ARGUMENT"),  # a ValueError from the registry: the client's
+    (RuntimeError("x"), 500, "INTERNAL"),
+])
+def test_each_error_has_one_status(exc, http, grpc):
+    status = status_for(exc)
+    assert (status.http, status.grpc) == (http, grpc)
+    assert (status.retry_after is not None) == isinstance(exc, ms.QueueFullError)
+
+
+def test_importing_modelserve_and_its_serving_core_imports_no_server_stack():
+    code = ("import sys, modelserve, modelserve.cli, modelserve.serving; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'multipart'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_core_infers_without_a_protocol(detector_path, photo, embedded):
+    repo = ModelRepository()
+    repo.load("det", detector_path, batching=True)
+    try:
+        data = photo("bus.jpg").read_bytes()
+        images = np.empty(1, dtype=object)
+        images[0] = data
+        out = {t.name: t for t in repo.infer("det", None, [Tensor("image", "BYTES", images)], {"conf": 0.1})}
+        (want,) = embedded.predict([data], conf=0.1)
+        assert out["counts"].data.tolist() == [len(want)]
+        np.testing.assert_array_equal(out["boxes"].data[0], want.xyxy)
+        assert without_speed(out["json"].data[0]) == without_speed(want.to_json())
+        with pytest.raises(ms.ModelNotFoundError):
+            repo.infer("det", "2", [Tensor("image", "BYTES", images)])
+        with pytest.raises(ms.InvalidInputError, match="already served"):
+            repo.add("det", embedded)
+    finally:
+        repo.close()
+
+
+def test_cli_model_names(tmp_path):
+    model = tmp_path / "yolov8n.onnx"
+    model.write_bytes(b"")
+    assert model_name(str(model)) == ("yolov8n", str(model))
+    assert model_name("det@prod") == ("det", "det@prod")
+    assert model_name("det:3") == ("det", "det:3")
+    assert model_name("cars=det@prod") == ("cars", "det@prod")
+    assert model_name(f"cars={model}") == ("cars", str(model))
