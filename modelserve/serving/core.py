@@ -130,11 +130,20 @@ class ModelRepository:
         self._lock = threading.Lock()
 
     def load(self, name: str, source: Any, **load_options: Any) -> ServedModel:
-        """``ms.load(source, batching=True, **load_options)`` served as ``name`` (version ``"1"``)."""
+        """``ms.load(source, batching=True, **load_options)`` served as ``name``: a registry
+        reference (``det``, ``det@prod``, ``det:3``) is resolved once and served pinned to the
+        version it named then, under that version's number; a file as version ``"1"``."""
         from .._load import load
+        from .._registry import Registry, is_registry_ref
 
         load_options.setdefault("batching", True)
-        return self.add(name, load(source, **load_options))
+        version = "1"
+        if isinstance(source, str) and is_registry_ref(source) and load_options.get("lock") is None:
+            registry = load_options.get("registry") or Registry()
+            mv = registry.resolve(source)
+            source, version = f"{mv.name}:{mv.version}", str(mv.version)
+            load_options["registry"] = registry
+        return self.add(name, load(source, **load_options), version)
 
     def add(self, name: str, predictor: Any, version: str = "1") -> ServedModel:
         """Serve ``predictor`` as ``name``; a second model of the same name is refused."""

@@ -76,3 +76,23 @@ def test_cli_model_names(tmp_path):
     assert model_name("det:3") == ("det", "det:3")
     assert model_name("cars=det@prod") == ("cars", "det@prod")
     assert model_name(f"cars={model}") == ("cars", str(model))
+
+
+def test_a_registry_reference_is_served_as_the_version_it_names(tmp_path, detector_path):
+    """``det@prod`` is resolved once: the server reports that version's number and keeps serving it
+    even when the alias moves later (following aliases is a later step)."""
+    from modelserve.serving import ModelRepository
+
+    reg = ms.Registry(tmp_path / "reg")
+    reg.register("det", detector_path)
+    reg.register("det", detector_path, version="2", alias="prod")
+    repo = ModelRepository()
+    try:
+        model = repo.load("det", "det@prod", registry=reg)
+        assert model.version == "2" and repo.get("det", "2") is model
+        with pytest.raises(ms.ModelNotFoundError, match="no version '1'"):
+            repo.get("det", "1")
+        reg.set_alias("det", "prod", "1")
+        assert repo.get("det").version == "2"
+    finally:
+        repo.close()
