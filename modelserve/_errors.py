@@ -7,18 +7,24 @@ application can catch the whole family with one ``except`` clause::
     ├── ModelLoadError            a model file is missing, truncated, not ONNX, or unreadable
     ├── EngineUnavailableError    an engine or device cannot be used here (says why)
     ├── InvalidInputError         an image, array or argument is not what the API accepts (also a ValueError)
-    │   └── SourceError           a folder, URL, video or live stream cannot be read (missing, unreachable,
-    │                             timed out, too large, undecodable, or a live stream lost for good)
+    │   ├── SourceError           a folder, URL, video or live stream cannot be read (missing, unreachable,
+    │   │                         timed out, too large, undecodable, or a live stream lost for good)
+    │   └── RequestTooLargeError  a served request's body or image is over the limit (modelserve.serving)
     ├── QueueFullError            the micro-batcher's bounded queue is full
     ├── BatcherClosedError        submit() after close()
     ├── DeadlineExceededError     a request's deadline passed before it ran (also a TimeoutError)
     ├── BatchResultError          a batched function returned the wrong number of results
+    ├── ServingUnavailableError   the server stack is not installed (modelserve.serving)
     └── RegistryError             anything the local model registry refuses
         ├── ModelNotFoundError    no such model, version or alias
         ├── VersionConflictError  a version label already holds different content
         ├── IntegrityError        stored bytes differ from their recorded digest or size
         ├── PinMismatchError      a lock file pins other content than what resolves
+        ├── FileKindError         a FIFO, device or directory where a registry file belongs (also an OSError)
         └── InvalidNameError      a name, label or alias breaks the naming rules (also a ValueError)
+
+The two serving errors are defined in :mod:`modelserve.serving.errors` (which maps every error of
+this tree to an HTTP status and a gRPC code), ``FileKindError`` in ``modelserve._registry._fs``.
 """
 
 from __future__ import annotations

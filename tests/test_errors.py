@@ -159,3 +159,20 @@ def test_tiny_and_extreme_images_do_not_crash(predictor):
     for shape in [(1, 1, 3), (1, 4000, 3), (3000, 2, 3), (2, 2)]:
         r = predictor.predict(np.full(shape, 128, np.uint8))
         assert len(r) == 0 or r.xyxy.shape[1] == 4
+
+
+def test_the_hierarchy_drawn_in_the_errors_module_names_every_error():
+    """The tree in modelserve/_errors.py's docstring is the map users read: every ModelserveError
+    subclass the package defines (the serving ones too) is drawn there, under its parent."""
+    import modelserve._errors as errors_module
+    import modelserve.serving.errors  # noqa: F401  (defines the serving errors)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            if sub.__module__.startswith("modelserve"):
+                yield sub
+                yield from subclasses(sub)
+
+    tree = errors_module.__doc__
+    for cls in subclasses(ms.ModelserveError):
+        assert f"── {cls.__name__} " in tree, cls.__name__
