@@ -116,11 +116,11 @@ class _Progress:
 
 
 def _record(result: Any) -> dict[str, Any]:
-    origin = getattr(result, "origin", None)
-    rec: dict[str, Any] = origin.to_dict() if origin is not None else {"kind": None, "path": None, "frame": None,
-                                                                       "timestamp": None}
-    rec.update(json.loads(result.to_json()))  # strict JSON: non-finite numbers are null
-    return rec
+    """One JSON line: the result's own ``to_json()`` (strict: non-finite numbers are null) with its
+    origin's fields (``kind``, ``path``, ``frame``, ``timestamp``) first and at the top level."""
+    body = json.loads(result.to_json())
+    origin = body.pop("origin", None) or dict.fromkeys(("kind", "path", "frame", "timestamp"))
+    return {**origin, **body}
 
 
 def _count(summary: JobSummary, result: Any) -> None:
