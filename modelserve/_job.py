@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Generator, Mapping, Sequence, TextIO
 
 from ._errors import InvalidInputError, ModelserveError
 
@@ -180,13 +180,13 @@ def batch_predict(
             skipped = summary.skipped
             results = _predict_one(predictor, item, done, summary, batch, vid_stride, verbose, thresholds)
             try:
-                for result, image in results:
+                for result in results:
                     _count(summary, result)
                     if sink is not None:
                         sink.write(json.dumps(_record(result), allow_nan=False) + "\n")
                         sink.flush()
                     if saver is not None:
-                        saver.add(result, image, resumed=summary.skipped > skipped)
+                        saver.add(result, resumed=summary.skipped > skipped)
                     bar.update(i, summary.frames)
             except ModelserveError as exc:
                 summary.failures.append((str(item), " ".join(str(exc).split())))
@@ -208,8 +208,8 @@ def batch_predict(
 
 
 def _predict_one(predictor: Any, item: Any, done: set, summary: JobSummary, batch: int, vid_stride: int,
-                 verbose: bool, thresholds: Mapping[str, Any]) -> Generator[tuple[Any, Any], None, None]:
-    """(result, frame image) for each image or kept frame of one input not in ``done``."""
+                 verbose: bool, thresholds: Mapping[str, Any]) -> Generator[Any, None, None]:
+    """The result of each image or kept frame of one input not in ``done`` (each keeps its image)."""
     from .sources import open_source
 
     with open_source(item, vid_stride=vid_stride, channels=predictor.channels) as src:
@@ -227,12 +227,11 @@ def _predict_one(predictor: Any, item: Any, done: set, summary: JobSummary, batc
 
 
 def _run(predictor: Any, frames: Sequence[Any], summary: JobSummary, verbose: bool,
-         thresholds: Mapping[str, Any]) -> Iterator[tuple[Any, Any]]:
+         thresholds: Mapping[str, Any]) -> list[Any]:
     results = list(predictor.predict(source=list(frames), stream=True, batch=len(frames), verbose=verbose,
                                      **thresholds))
     summary.frames += len(results)
-    for result, frame in zip(results, frames):
-        yield result, frame.image
+    return results
 
 
 class _Saver:
@@ -245,7 +244,7 @@ class _Saver:
         self.save_txt = save_txt
         self.videos: dict[str, _VideoOut] = {}
 
-    def add(self, result: Any, image: Any, resumed: bool = False) -> None:
+    def add(self, result: Any, resumed: bool = False) -> None:
         """``resumed``: earlier frames of this input were done by an earlier run (so this video's
         annotated copy starts part-way and gets its own name)."""
         from . import plotting
@@ -257,7 +256,7 @@ class _Saver:
         if self.root is not None:
             os.makedirs(self.root, exist_ok=True)
             if frame is None:
-                plotting.save(result, image.pixels, os.path.join(self.root, stem + ".jpg"), bgr=image.bgr)
+                result.save(os.path.join(self.root, stem + ".jpg"))  # drawn on the image it keeps
             else:
                 out = self.videos.get(path)
                 if out is None:
