@@ -78,7 +78,14 @@ setup(
         "openvino": ["openvino>=2024.0"],
         "tensorrt": ["tensorrt>=10.0", "pycuda>=2022.1"],
         "video": ["av>=12"],  # modelserve.sources: video files, cameras and live streams
-        "server": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],  # modelserve serve
+        "server": [  # modelserve serve
+            "starlette>=0.37",
+            "uvicorn>=0.29",
+            "python-multipart>=0.0.9",
+            "grpcio>=1.60",
+            "protobuf>=4.25",
+            "prometheus-client>=0.20",
+        ],
         "dev": [
             "onnxruntime>=1.16",
             "pytest>=7",
@@ -91,7 +98,10 @@ setup(
             "starlette>=0.37",  # the server's tests (modelserve[server]) ...
             "uvicorn>=0.29",
             "python-multipart>=0.0.9",
-            "tritonclient[http]>=2.40",  # ... through the real KServe v2 client
+            "grpcio>=1.60",
+            "protobuf>=4.25",
+            "prometheus-client>=0.20",
+            "tritonclient[http,grpc]>=2.40",  # ... through the real KServe v2 client
             "nudenet==3.4.2",
             "scikit-image>=0.21",
             "openvino>=2024.0",

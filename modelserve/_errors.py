@@ -9,7 +9,8 @@ application can catch the whole family with one ``except`` clause::
     ├── InvalidInputError         an image, array or argument is not what the API accepts (also a ValueError)
     │   ├── SourceError           a folder, URL, video or live stream cannot be read (missing, unreachable,
     │   │                         timed out, too large, undecodable, or a live stream lost for good)
-    │   └── RequestTooLargeError  a served request's body or image is over the limit (modelserve.serving)
+    │   ├── RequestTooLargeError  a served request's body or image is over the limit (modelserve.serving)
+    │   └── UnauthenticatedError  a served request lacks the server's bearer token (modelserve.serving)
     ├── QueueFullError            the micro-batcher's bounded queue is full
     ├── BatcherClosedError        submit() after close()
     ├── DeadlineExceededError     a request's deadline passed before it ran (also a TimeoutError)
@@ -23,7 +24,7 @@ application can catch the whole family with one ``except`` clause::
         ├── FileKindError         a FIFO, device or directory where a registry file belongs (also an OSError)
         └── InvalidNameError      a name, label or alias breaks the naming rules (also a ValueError)
 
-The two serving errors are defined in :mod:`modelserve.serving.errors` (which maps every error of
+The three serving errors are defined in :mod:`modelserve.serving.errors` (which maps every error of
 this tree to an HTTP status and a gRPC code), ``FileKindError`` in ``modelserve._registry._fs``.
 """
 

@@ -13,31 +13,53 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import _checks, sources
 from ._detections import Detections
 from ._engine import Engine
-from ._errors import InvalidInputError, ModelLoadError
+from ._errors import DeadlineExceededError, InvalidInputError, ModelLoadError
 from ._images import Image, is_single_image, load_image
 from ._letterbox import OTYPES
 from ._metadata import ModelInfo
 from ._options import PredictOptions
 from ._result_base import attach_image, with_speed
 from .batching import Batching, MicroBatcher
+from .batching.options import check_ms
 from .tasks import head_for
 
 __all__ = ["Predictor", "PredictOptions"]
 
+_log = logging.getLogger("modelserve")
 _DEFAULT_IMGSZ = 640
 _MAX_GEOMETRIES = 256  # image sizes whose letterbox plans a Predictor keeps
 
 
 def _shape_key(tensor: np.ndarray) -> tuple[int, ...]:
     return tuple(tensor.shape)
+
+
+def _timeout(timeout_ms: Any) -> float | None:
+    """A call's ``timeout_ms`` checked (> 0; ``None`` or ``inf``: no deadline)."""
+    if timeout_ms is None:
+        return None
+    value = check_ms("timeout_ms", timeout_ms, allow_zero=False, allow_inf=True)
+    return None if value == float("inf") else value
+
+
+def _check_deadline(deadline: float | None, n: int) -> float | None:
+    """The milliseconds left before ``deadline`` (a ``time.monotonic()``); raises
+    :class:`DeadlineExceededError` once it has passed."""
+    if deadline is None:
+        return None
+    left_ms = (deadline - time.monotonic()) * 1000
+    if left_ms <= 0:
+        raise DeadlineExceededError(f"the call's deadline passed before its {n} image(s) could run")
+    return left_ms
 
 
 class Predictor:
@@ -93,6 +115,7 @@ class Predictor:
                 error = InvalidInputError if imgsz is not None else ModelLoadError
                 raise error(f"imgsz {size} rounded up to the model's stride {stride} gives {self.imgsz}, beyond "
                             f"ops.MAX_IMGSZ={_checks.MAX_IMGSZ}")
+        self._observers: tuple[Callable[[list[Any]], None], ...] = ()
         self._batcher: MicroBatcher | None = None
         if batching is not None:
             self._batcher = MicroBatcher(self._run_tensors, group_key=_shape_key, **dataclasses.asdict(batching))
@@ -208,6 +231,7 @@ class Predictor:
         max_det: int | None = None,
         classes: Sequence[int] | None = None,
         agnostic: bool | None = None,
+        timeout_ms: float | None = None,
     ) -> Any:
         """Detect objects in one image (a path, bytes, a PIL image, a uint8 array: BGR unless loaded
         with ``channels="rgb"``) -> :class:`Detections`; in a list of images -> a list; in any other
@@ -219,39 +243,69 @@ class Predictor:
         (:class:`~modelserve.sources.Origin`). ``verbose``: log Ultralytics' line per image (INFO,
         ``modelserve`` logger). Thresholds default to the Predictor's. With batching on, images
         join the shared micro-batcher from the calling thread; results are the same either way.
+        ``timeout_ms``: a deadline for the call's images (for a stream: each batch's), counted from
+        when they start being decoded; an image not yet running by then fails the call with
+        :class:`DeadlineExceededError` (with batching: still queued; without: before inference).
         """
         src = sources.one_source(images, source)
         opts = self.options.merged(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        timeout_ms = _timeout(timeout_ms)
         batch = _checks.positive_int(batch, "batch")
         _checks.positive_int(vid_stride, "vid_stride")
         if not stream and (isinstance(src, (list, tuple)) or sources.is_one_image(src)):
-            return self._predict_images(src, opts, verbose)
+            return self._predict_images(src, opts, verbose, timeout_ms)
         opened = sources.open_source(src, vid_stride=vid_stride, channels=self.channels)
         if not stream:
             opened.check_finite()
-        run = functools.partial(self._run_images, opts=opts)
+        run = functools.partial(self._run_images, opts=opts, timeout_ms=timeout_ms)
         results = sources.feed(opened, run, batch, sources.Report(verbose, self._input_hw))
         if stream:
             return results
         done = list(results)
         return done[0] if opened.single else done
 
-    def _predict_images(self, images: Any, opts: PredictOptions, verbose: bool) -> Detections | list[Detections]:
+    def _predict_images(self, images: Any, opts: PredictOptions, verbose: bool,
+                        timeout_ms: float | None) -> Detections | list[Detections]:
         """What ``predict`` always did: one image, or a list of images in one call."""
         single = is_single_image(images)
         items = [images] if single else list(images)
         if not items:
             return []
         report = sources.Report(verbose, self._input_hw)
-        results = self._run_images(items, False, opts)
+        results = self._run_images(items, False, opts, timeout_ms)
         report.add(results, *sources.describe_items(items, single))
         report.finish()
         return results[0] if single else results
 
-    def _run_images(self, items: list[Any], admitted: bool, opts: PredictOptions) -> list[Detections]:
+    def _run_images(self, items: list[Any], admitted: bool, opts: PredictOptions,
+                    timeout_ms: float | None = None) -> list[Detections]:
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         if self._batcher is not None:
-            return self._predict_batched(self._batcher, items, opts, admitted)
-        return self._predict_direct(items, opts)
+            results = self._predict_batched(self._batcher, items, opts, admitted, deadline)
+        else:
+            results = self._predict_direct(items, opts, deadline)
+        self._notify(results)
+        return results
+
+    def add_observer(self, observer: Callable[[list[Any]], None]) -> None:
+        """Call ``observer(results)`` after each run of images (a ``predict`` call, each batch of a
+        stream, each image of ``apredict``), in the calling thread, with the results and their
+        ``speed``; e.g. :func:`modelserve.monitoring.instrument` records metrics this way. An
+        observer that raises is logged and otherwise ignored: it never fails a prediction."""
+        if not callable(observer):
+            raise InvalidInputError(f"an observer must be callable, got {observer!r}")
+        self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: Callable[[list[Any]], None]) -> None:
+        """Stop calling ``observer`` (nothing happens if it was not added)."""
+        self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def _notify(self, results: list[Any]) -> None:
+        for observer in self._observers:
+            try:
+                observer(results)
+            except Exception:  # noqa: BLE001 - an observer never fails a prediction
+                _log.exception("modelserve: a Predictor observer raised (ignored)")
 
     def _decode(self, source: Any) -> Image:
         return source if isinstance(source, Image) else load_image(source, self.channels)
@@ -260,11 +314,12 @@ class Predictor:
         """The model-input size an image of ``orig_shape`` is letterboxed to (for the log lines)."""
         return tuple(self._geometry_hw(orig_shape).layout.output_hw)  # type: ignore[return-value]
 
-    def _predict_direct(self, items: list[Any], opts: PredictOptions) -> list[Detections]:
+    def _predict_direct(self, items: list[Any], opts: PredictOptions, deadline: float | None) -> list[Detections]:
         t0 = time.perf_counter()
         decoded = [self._decode(s) for s in items]
         geometries = [self._geometry(img) for img in decoded]
         batches = self._preprocess(decoded, geometries)
+        _check_deadline(deadline, len(items))
         t1 = time.perf_counter()
         raws = [(idx, self._infer(batch)) for idx, batch in batches]
         t2 = time.perf_counter()
@@ -297,7 +352,7 @@ class Predictor:
         return self._detect([o[None] for o in raw], opts, [image], [geometry])[0]
 
     def _predict_batched(self, batcher: MicroBatcher, items: list[Any], opts: PredictOptions,
-                         admitted: bool = False) -> list[Detections]:
+                         admitted: bool = False, deadline: float | None = None) -> list[Detections]:
         t0 = time.perf_counter()
         prepared = [self._prepare(s) for s in items]
         t1 = time.perf_counter()
@@ -307,7 +362,8 @@ class Predictor:
             # rest of its images (and a stream's later batches) wait for room, so a long list or
             # video never fails on its own length.
             for n, (_, _, tensor) in enumerate(prepared):
-                futures.append(batcher.submit(tensor, block=True if n or admitted else None))
+                left_ms = None if deadline is None else _check_deadline(deadline, len(items))
+                futures.append(batcher.submit(tensor, block=True if n or admitted else None, timeout_ms=left_ms))
             raws = [f.result() for f in futures]
         except BaseException:
             for f in futures:
@@ -329,6 +385,7 @@ class Predictor:
         max_det: int | None = None,
         classes: Sequence[int] | None = None,
         agnostic: bool | None = None,
+        timeout_ms: float | None = None,
     ) -> Detections | list[Detections]:
         """``predict`` for asyncio code, on one image or a list; never blocks the event loop (for
         folders, videos and streams, iterate ``predict(..., stream=True)`` in a thread).
@@ -341,15 +398,18 @@ class Predictor:
         kwargs: dict[str, Any] = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
         batcher = self._batcher
         if batcher is None:
-            return await loop.run_in_executor(None, functools.partial(self.predict, images, **kwargs))
+            call = functools.partial(self.predict, images, timeout_ms=timeout_ms, **kwargs)
+            return await loop.run_in_executor(None, call)
         opts = self.options.merged(**kwargs)
+        timeout_ms = _timeout(timeout_ms)
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         single = is_single_image(images)
         items = [images] if single else list(images)
         # The first image is admitted (or refused) by the batcher's on_full policy; the others wait
         # for it to be queued and then for room, as in predict(), whatever order they finish
         # preparing in. If any image fails, the call fails and its other images are cancelled.
         admitted: asyncio.Future[None] = loop.create_future()
-        tasks = [asyncio.ensure_future(self._apredict_one(batcher, s, opts, admitted, n == 0))
+        tasks = [asyncio.ensure_future(self._apredict_one(batcher, s, opts, admitted, n == 0, deadline))
                  for n, s in enumerate(items)]
         try:
             results = await asyncio.gather(*tasks)
@@ -361,21 +421,25 @@ class Predictor:
         return results[0] if single else list(results)
 
     async def _apredict_one(self, batcher: MicroBatcher, source: Any, opts: PredictOptions,
-                            admitted: "asyncio.Future[None]", first: bool) -> Detections:
+                            admitted: "asyncio.Future[None]", first: bool, deadline: float | None) -> Detections:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         img, geometry, tensor = await loop.run_in_executor(None, self._prepare, source)
         t1 = time.perf_counter()
         if first:
-            future = await batcher.asubmit(tensor)
+            left_ms = None if deadline is None else _check_deadline(deadline, 1)
+            future = await batcher.asubmit(tensor, timeout_ms=left_ms)
             admitted.set_result(None)
         else:
             await asyncio.shield(admitted)
-            future = await batcher.asubmit(tensor, block=True)
+            left_ms = None if deadline is None else _check_deadline(deadline, 1)
+            future = await batcher.asubmit(tensor, block=True, timeout_ms=left_ms)
         raw = await asyncio.wrap_future(future, loop=loop)
         t2 = time.perf_counter()
         result = self._finish(img, geometry, raw, opts)
-        return with_speed([result], t0, t1, t2, time.perf_counter())[0]
+        results = with_speed([result], t0, t1, t2, time.perf_counter())
+        self._notify(results)
+        return results[0]
 
     @property
     def batcher(self) -> MicroBatcher | None:

@@ -39,6 +39,16 @@ class ResultBase:
 
     origin: Any = None
 
+    @property
+    def orig_img(self) -> np.ndarray | None:
+        """The image this result was predicted on, as an ``HxWx3`` uint8 array in BGR order (as
+        Ultralytics' ``Results.orig_img``), or None for a result not made by a Predictor. A view
+        of the kept pixels when they are BGR already; do not write to it."""
+        kept = self.__dict__.get("_image")
+        if kept is None:
+            return None
+        return kept.pixels if kept.bgr else np.ascontiguousarray(kept.pixels[..., ::-1])
+
     def _picture(self, image: Any) -> tuple[Any, bool]:
         if image is not None:
             return image, True  # numpy arrays are read as BGR, like OpenCV's; paths and PIL images as they are

@@ -60,6 +60,6 @@ Modules, each with one job:
 
 from .batcher import MicroBatcher
 from .options import Batching
-from .stats import BatcherStats
+from .stats import BatcherStats, BatchRecord
 
-__all__ = ["Batching", "BatcherStats", "MicroBatcher"]
+__all__ = ["Batching", "BatcherStats", "BatchRecord", "MicroBatcher"]

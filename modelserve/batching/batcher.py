@@ -18,7 +18,7 @@ from .._errors import BatcherClosedError, InvalidInputError, QueueFullError
 from .core import BatchQueue, Request
 from .options import Batching, check_ms
 from .state import BatcherState, wait_arg
-from .stats import BatcherStats, Outcome
+from .stats import BatcherStats, BatchRecord, Outcome
 from .testing import TestingHooks
 from .threads import Workers
 
@@ -109,6 +109,20 @@ class MicroBatcher(Generic[T, R]):
     def name(self) -> str:
         """``modelserve-batcher-<id>``, the prefix of its threads' names."""
         return self._name
+
+    def add_observer(self, observer: Callable[[BatchRecord], None]) -> None:
+        """Call ``observer(record)`` (a :class:`BatchRecord`) after each batch runs, on the worker
+        thread, before its results are delivered; e.g. metrics of batch sizes and queue waits. An
+        observer that raises is logged and otherwise ignored. Keep it quick: the batch's callers wait."""
+        if not callable(observer):
+            raise InvalidInputError(f"an observer must be callable, got {observer!r}")
+        with self._state.lock:
+            self._state.observers = (*self._state.observers, observer)
+
+    def remove_observer(self, observer: Callable[[BatchRecord], None]) -> None:
+        """Stop calling ``observer`` (nothing happens if it was not added)."""
+        with self._state.lock:
+            self._state.observers = tuple(o for o in self._state.observers if o is not observer)
 
     @property
     def closed(self) -> bool:

@@ -22,7 +22,7 @@ from typing import Callable
 
 from .._errors import BatcherClosedError
 from .core import BatchQueue, Request
-from .stats import Outcome
+from .stats import BatchRecord, Outcome
 
 __all__ = ["BatcherState", "MAX_WAIT_S", "wait_arg"]
 
@@ -53,6 +53,7 @@ class BatcherState:
     def __init__(self, core: BatchQueue, name: str) -> None:
         self.core = core
         self.name = name
+        self.observers: tuple[Callable[[BatchRecord], None], ...] = ()  # replaced whole, read without the lock
         self.clock = core.clock
         lock = threading.Lock()
         self.lock = lock

@@ -12,7 +12,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["BatcherStats", "Counters", "Outcome", "SAMPLES"]
+__all__ = ["BatcherStats", "BatchRecord", "Counters", "Outcome", "SAMPLES"]
 
 #: Wait and exec time samples kept for percentiles (the most recent ones).
 SAMPLES = 4096
@@ -27,6 +27,18 @@ class Outcome(enum.IntEnum):
     EXPIRED = 2  # its deadline passed before it ran
     CANCELLED = 3  # its future was cancelled before it ran
     ABORTED = 4  # failed by close() or a dead loop before it ran
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch a batcher ran, as its observers see it: ``size`` items, each having waited
+    ``waits_s[i]`` seconds from submission to the start of the batch, run in ``exec_s`` seconds
+    (retries of failing items included), ``failed`` of them failed by ``fn``."""
+
+    size: int
+    waits_s: tuple[float, ...]
+    exec_s: float
+    failed: int
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ dies (``fn`` raised a ``BaseException`` that is not an ``Exception``) closes the
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from concurrent.futures import Future
@@ -16,9 +17,11 @@ from typing import Any, Callable, Sequence, cast
 from .core import Request, Taken
 from .execute import ItemOutcome, call_isolated
 from .state import BatcherState, wait_arg
-from .stats import Outcome
+from .stats import BatchRecord, Outcome
 
 __all__ = ["Workers"]
+
+_log = logging.getLogger("modelserve.batcher")
 
 
 class Workers:
@@ -127,19 +130,28 @@ class Workers:
         if run:
             outcomes, calls = call_isolated(self._fn, [r.item for r in run], state.name)
         t1 = state.clock()
+        waits, failed = [t0 - r.enqueued for r in run], sum(1 for error, _ in outcomes if error is not None)
         with state.lock:  # count before resolving, so a caller who sees its result sees the stats
             counters = state.core.counters
             if len(run) < len(batch):
                 counters.end(Outcome.CANCELLED, len(batch) - len(run))
             if run:
-                failed = sum(1 for error, _ in outcomes if error is not None)
-                counters.record_batch([t0 - r.enqueued for r in run], t1 - t0, calls, failed)
+                counters.record_batch(waits, t1 - t0, calls, failed)
+        if run and state.observers:  # before resolving too, so metrics include what a caller saw
+            self._notify(BatchRecord(len(run), tuple(waits), t1 - t0, failed))
         for r, (error, value) in zip(run, outcomes):
             future = r.release()  # the deadline heap may hold r for long
             if error is None:
                 future.set_result(value)
             else:
                 future.set_exception(error)
+
+    def _notify(self, record: BatchRecord) -> None:
+        for observer in self._state.observers:
+            try:
+                observer(record)
+            except Exception:  # noqa: BLE001 - an observer never fails a batch
+                _log.exception("%s: a batch observer raised (ignored)", self._state.name)
 
     # ---------------------------------------------------------------- deadlines
 

@@ -15,7 +15,7 @@ This package imports neither Starlette nor uvicorn; only ``serving.rest`` does.
 from __future__ import annotations
 
 from .core import ModelRepository, ServedModel, Tensor
-from .errors import RequestTooLargeError, ServingUnavailableError, Status, status_for
+from .errors import RequestTooLargeError, ServingUnavailableError, Status, UnauthenticatedError, status_for
 
 __all__ = ["ModelRepository", "ServedModel", "Tensor", "Status", "status_for", "RequestTooLargeError",
-           "ServingUnavailableError"]
+           "ServingUnavailableError", "UnauthenticatedError"]

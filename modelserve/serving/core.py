@@ -16,22 +16,27 @@ Inputs (exactly one per request, told apart by datatype):
   (one ``Engine.run``, not through the micro-batcher: it is a batch already; at most the engine's
   ``max_batch_size``); the outputs are the engine's raw outputs under their own names.
 
-Parameters: ``conf``, ``iou``, ``max_det``, ``classes`` (ids, as a list or ``"0,2"``), ``agnostic``.
+Parameters: ``conf``, ``iou``, ``max_det``, ``classes`` (ids, as a list or ``"0,2"``), ``agnostic``,
+and ``timeout`` (microseconds, as Triton's clients send it): the request's deadline. A request still
+queued at its deadline (the smaller of ``timeout``, the caller's ``timeout_s`` and the repository's
+``timeout_ms``) fails with :class:`~modelserve.DeadlineExceededError` (HTTP 504).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .._detections import Detections
-from .._errors import InvalidInputError, ModelNotFoundError
+from .._errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError
 from .._version import __version__
-from .errors import RequestTooLargeError
+from .errors import RequestTooLargeError, status_for
 
 __all__ = ["Tensor", "ServedModel", "ModelRepository", "DATATYPES", "IMAGE_INPUT", "DETECTION_OUTPUTS",
            "DEFAULT_MAX_PIXELS", "server_metadata"]
@@ -80,11 +85,37 @@ class Tensor:
 
 @dataclass
 class ServedModel:
-    """A model the server holds: its name, version and (batched) predictor."""
+    """A model the server holds: its name, version and (batched) predictor; ``ref``: the registry
+    reference it follows (``det@prod``), when it follows one."""
 
     name: str
     version: str
     predictor: Any  # modelserve.Predictor
+    ref: str | None = None
+
+    def __post_init__(self) -> None:
+        self._users = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator["ServedModel"]:
+        """Hold the model for one request: a model being replaced or unloaded is closed only once
+        every request holding it has finished."""
+        with self._idle:
+            self._users += 1
+        try:
+            yield self
+        finally:
+            with self._idle:
+                self._users -= 1
+                if not self._users:
+                    self._idle.notify_all()
+
+    def retire(self, timeout_s: float = 60.0) -> None:
+        """Wait (up to ``timeout_s``) for the requests holding the model to finish, then close it."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self._users, timeout=timeout_s)
+        self.predictor.close()
 
     def metadata(self) -> dict[str, Any]:
         """The KServe v2 model metadata, plus ``parameters`` with the task, engine and class names."""
@@ -124,36 +155,157 @@ class ModelRepository:
     checked from the image header, before decoding).
     """
 
-    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, timeout_ms: float | None = None,
+                 metrics: Any = None, registry: Any = None) -> None:
         self.max_pixels = max_pixels
+        #: the default deadline of a request, in ms (None: none)
+        self.timeout_ms = timeout_ms
+        #: the :class:`~modelserve.Registry` references resolve in (None: the default one, made when needed)
+        self.registry = registry
+        #: a :class:`modelserve.monitoring.Metrics` (or None): what :meth:`track` and loading record
+        self.metrics = metrics
         self._models: dict[str, ServedModel] = {}
+        self._load_options: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def track(self, name: str, version: str | None, protocol: str) -> Iterator[None]:
+        """Count one request of a front end (``protocol``: ``"rest"``, ``"grpc"``) in the metrics:
+        in flight while the block runs, then its status (from :func:`status_for` when it raises,
+        which re-raises) and duration. A no-op without metrics."""
+        metrics = self.metrics
+        if metrics is None:
+            yield
+            return
+        start = time.perf_counter()
+        status = 200
+        metrics.in_flight(name, 1)
+        try:
+            yield
+        except BaseException as exc:
+            status = status_for(exc).http
+            raise
+        finally:
+            metrics.in_flight(name, -1)
+            metrics.request(name, version or "", protocol, status, time.perf_counter() - start)
 
     def load(self, name: str, source: Any, **load_options: Any) -> ServedModel:
         """``ms.load(source, batching=True, **load_options)`` served as ``name``: a registry
-        reference (``det``, ``det@prod``, ``det:3``) is resolved once and served pinned to the
-        version it named then, under that version's number; a file as version ``"1"``."""
+        reference (``det``, ``det@prod``, ``det:3``) is served as the version it names now, under
+        that version's number; one with an alias or no version (latest) is *followed*
+        (:meth:`following`, moved by :class:`~modelserve.serving.rollouts.AliasFollower`). A file is
+        served as version ``"1"``."""
         from .._load import load
-        from .._registry import Registry, is_registry_ref
+        from .._registry import is_registry_ref
 
         load_options.setdefault("batching", True)
-        version = "1"
+        version, ref = "1", None
         if isinstance(source, str) and is_registry_ref(source) and load_options.get("lock") is None:
-            registry = load_options.get("registry") or Registry()
+            registry = load_options.get("registry") or self._registry()
             mv = registry.resolve(source)
+            ref = source if "@" in source or ":" not in source else None  # an alias or 'latest' may move
             source, version = f"{mv.name}:{mv.version}", str(mv.version)
             load_options["registry"] = registry
-        return self.add(name, load(source, **load_options), version)
+        self._load_options[name] = dict(load_options)
+        start = time.perf_counter()
+        predictor = load(source, **load_options)
+        model = self.add(name, predictor, version, ref=ref)
+        self._loaded(model, time.perf_counter() - start)
+        return model
 
-    def add(self, name: str, predictor: Any, version: str = "1") -> ServedModel:
+    def _registry(self) -> Any:
+        if self.registry is None:
+            from .._registry import Registry
+
+            self.registry = Registry()
+        return self.registry
+
+    def _loaded(self, model: ServedModel, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.instrument(model.predictor, model.name, model.version)
+            self.metrics.model_loaded(model.name, model.version, seconds)
+
+    def add(self, name: str, predictor: Any, version: str = "1", *, ref: str | None = None) -> ServedModel:
         """Serve ``predictor`` as ``name``; a second model of the same name is refused."""
         if not name or "/" in name:
             raise InvalidInputError(f"a model name must be non-empty without '/', got {name!r}")
         with self._lock:
             if name in self._models:
                 raise InvalidInputError(f"a model named {name!r} is already served")
-            model = self._models[name] = ServedModel(name, version, predictor)
+            model = self._models[name] = ServedModel(name, version, predictor, ref)
         return model
+
+    def replace(self, name: str, predictor: Any, version: str, *, ref: str | None = None) -> ServedModel:
+        """Serve ``predictor`` as ``name`` from now on, atomically: requests that already hold the
+        old model finish on it, then it is closed (in this thread); new ones get the new model."""
+        new = ServedModel(name, version, predictor, ref)
+        with self._lock:
+            old = self._models.get(name)
+            self._models[name] = new
+        if old is not None:
+            self._retire(old)
+        return new
+
+    def _retire(self, model: ServedModel) -> None:
+        if self.metrics is not None:
+            self.metrics.detach(model.predictor)
+        model.retire()
+
+    def unload(self, name: str) -> None:
+        """Stop serving ``name``: new requests get 404 at once, those running finish, then it is closed."""
+        with self._lock:
+            model = self._models.pop(name, None)
+        if model is None:
+            raise ModelNotFoundError(f"no model named {name!r} is served (served: {self.names()})")
+        self._retire(model)
+
+    def load_from_registry(self, name: str, ref: str | None = None) -> ServedModel:
+        """Load registry reference ``ref`` (default ``name``, its latest version) as ``name``
+        (the repository API's *load*); a model already served as ``name`` is replaced once the
+        new one is ready. Only registry references: never a path (a client names models, not files)."""
+        from .._load import load
+
+        ref = name if ref is None else ref
+        if not isinstance(ref, str) or "/" in ref or "\\" in ref:
+            raise InvalidInputError(f"the repository API loads registry references only (det, det:3, det@prod), "
+                                    f"got {ref!r}")
+        registry = self.registry_of(name)
+        mv = registry.resolve(ref)  # InvalidNameError / ModelNotFoundError for a bad or unknown reference
+        options = dict(self._load_options.get(name) or {"batching": True})
+        options["registry"] = registry
+        start = time.perf_counter()
+        predictor = load(f"{mv.name}:{mv.version}", **options)
+        follows = ref if "@" in ref or ":" not in ref else None
+        self._load_options[name] = options
+        with self._lock:
+            served = name in self._models
+        if served:
+            model = self.replace(name, predictor, str(mv.version), ref=follows)
+        else:
+            model = self.add(name, predictor, str(mv.version), ref=follows)
+        self._loaded(model, time.perf_counter() - start)
+        return model
+
+    def index(self) -> list[dict[str, str]]:
+        """Every served model: ``name``, ``version``, ``state`` (``READY`` / ``UNAVAILABLE``), ``reason``."""
+        with self._lock:
+            models = sorted(self._models.values(), key=lambda m: m.name)
+        out = []
+        for m in models:
+            batcher = m.predictor.batcher
+            ok = batcher is None or not batcher.closed
+            out.append({"name": m.name, "version": m.version, "state": "READY" if ok else "UNAVAILABLE",
+                        "reason": "" if ok else "closed"})
+        return out
+
+    def registry_of(self, name: str) -> Any:
+        """The registry model ``name`` was loaded from (the repository's own for others)."""
+        return (self._load_options.get(name) or {}).get("registry") or self._registry()
+
+    def following(self) -> list[ServedModel]:
+        """The served models that follow a registry alias (or a name's latest version)."""
+        with self._lock:
+            return [m for m in self._models.values() if m.ref is not None]
 
     def names(self) -> list[str]:
         with self._lock:
@@ -179,19 +331,30 @@ class ModelRepository:
         with self._lock:
             models, self._models = list(self._models.values()), {}
         for model in models:
-            model.predictor.close()
+            self._retire(model)
 
     def infer(self, name: str, version: str | None, inputs: Sequence[Tensor],
-              parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None) -> list[Tensor]:
+              parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None, *,
+              timeout_s: float | None = None) -> list[Tensor]:
         """Run one request: decoded input tensors in, named output tensors out (``outputs``: only
-        these, in this order; default all). Blocks; protocol layers call it from a worker thread."""
-        model = self.get(name, version)
+        these, in this order; default all). ``timeout_s``: the caller's deadline (e.g. gRPC's),
+        from now. Blocks; protocol layers call it from a worker thread."""
+        with self.get(name, version).use() as model:
+            return self.run(model, inputs, parameters, outputs, timeout_s=timeout_s)
+
+    def run(self, model: ServedModel, inputs: Sequence[Tensor], parameters: Mapping[str, Any] | None = None,
+            outputs: Sequence[str] | None = None, *, timeout_s: float | None = None) -> list[Tensor]:
+        """:meth:`infer` on a model the caller holds (``with repo.get(name).use() as model``), so
+        the version it answers with is the one that ran, even while a rollout replaces it."""
+        parameters = parameters or {}
         if len(inputs) != 1:
             raise InvalidInputError(f"expected exactly one input tensor (encoded images as BYTES, or a raw "
                                     f"FP32/FP16 batch), got {len(inputs)}")
         (tensor,) = inputs
+        timeout_ms = self._timeout_ms(parameters, timeout_s)
         if tensor.datatype == "BYTES":
-            answer = self._detect(model.predictor, tensor, parameters or {})
+            images = [_image_bytes(x, tensor.name) for x in tensor.data.reshape(-1)]
+            answer = detection_tensors(self._predict(model.predictor, images, parameters, timeout_ms))
         elif tensor.datatype in ("FP32", "FP16"):
             answer = _raw(model.predictor, tensor)
         else:
@@ -205,17 +368,38 @@ class ModelRepository:
             raise InvalidInputError(f"unknown output(s) {missing}; this request gives {list(by_name)}")
         return [by_name[o] for o in outputs]
 
-    def _detect(self, predictor: Any, tensor: Tensor, options: Mapping[str, Any]) -> list[Tensor]:
-        images = [_image_bytes(x, tensor.name) for x in tensor.data.reshape(-1)]
-        return detection_tensors(self.predict_images(predictor, images, options))
+    def _timeout_ms(self, parameters: Mapping[str, Any], timeout_s: float | None) -> float | None:
+        """The request's deadline in ms: the least of its ``timeout`` parameter (microseconds),
+        the caller's ``timeout_s`` and the repository's default."""
+        limits = [] if self.timeout_ms is None else [self.timeout_ms]
+        if timeout_s is not None:
+            limits.append(max(timeout_s, 0.0) * 1000)
+        if "timeout" in parameters:
+            us = parameters["timeout"]
+            if isinstance(us, bool) or not isinstance(us, (int, float)) or not us > 0:
+                raise InvalidInputError(f"parameter timeout: expected microseconds > 0, got {us!r}")
+            limits.append(us / 1000)
+        if not limits:
+            return None
+        left = min(limits)
+        if left <= 0:
+            raise DeadlineExceededError("the request's deadline passed before it could run")
+        return left
 
-    def predict_images(self, predictor: Any, images: Sequence[bytes], parameters: Mapping[str, Any]) -> list[Any]:
-        """The results of ``k`` encoded images (each checked against ``max_pixels`` first)."""
+    def predict_images(self, name: str, version: str | None, images: Sequence[bytes],
+                       parameters: Mapping[str, Any], *, timeout_s: float | None = None) -> list[Any]:
+        """The results of ``k`` encoded images on model ``name`` (each image checked against
+        ``max_pixels`` first): the /v1 predict route's call."""
+        with self.get(name, version).use() as model:
+            return self._predict(model.predictor, images, parameters, self._timeout_ms(parameters, timeout_s))
+
+    def _predict(self, predictor: Any, images: Sequence[bytes], parameters: Mapping[str, Any],
+                 timeout_ms: float | None) -> list[Any]:
         if not images:
             raise InvalidInputError("the request holds no images")
         for n, data in enumerate(images):
             _check_pixels(data, self.max_pixels, n)
-        return list(predictor.predict(list(images), **_options(parameters)))
+        return list(predictor.predict(list(images), timeout_ms=timeout_ms, **_options(parameters)))
 
 
 def detection_tensors(results: Sequence[Any]) -> list[Tensor]:

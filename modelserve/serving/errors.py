@@ -7,6 +7,7 @@ a subclass listed before its parent keeps its own status. A client's mistake is 
 =============================  ======  =====================  ===============================
 error                          HTTP    gRPC                   why
 =============================  ======  =====================  ===============================
+UnauthenticatedError           401     UNAUTHENTICATED        no or wrong bearer token
 RequestTooLargeError           413     RESOURCE_EXHAUSTED     body or image over the limit
 InvalidInputError, SourceError 400     INVALID_ARGUMENT       bad image, tensor or parameter
 InvalidNameError               400     INVALID_ARGUMENT       a model name breaks the rules
@@ -36,7 +37,7 @@ from .._errors import (
     QueueFullError,
 )
 
-__all__ = ["Status", "STATUSES", "status_for", "RequestTooLargeError", "ServingUnavailableError",
+__all__ = ["Status", "STATUSES", "status_for", "RequestTooLargeError", "ServingUnavailableError", "UnauthenticatedError",
            "RETRY_AFTER_S"]
 
 #: Seconds a client is told to wait (``Retry-After``) after a full queue.
@@ -45,6 +46,10 @@ RETRY_AFTER_S = 1
 
 class RequestTooLargeError(InvalidInputError):
     """A request body, or an image in it, is over the server's limit (HTTP 413)."""
+
+
+class UnauthenticatedError(InvalidInputError):
+    """The request lacks the server's bearer token, or has a wrong one (HTTP 401)."""
 
 
 class ServingUnavailableError(ModelserveError):
@@ -62,6 +67,7 @@ class Status:
 
 #: ``(error class, status)``, most specific first.
 STATUSES: tuple[tuple[type[BaseException], Status], ...] = (
+    (UnauthenticatedError, Status(401, "UNAUTHENTICATED")),
     (RequestTooLargeError, Status(413, "RESOURCE_EXHAUSTED")),
     (InvalidInputError, Status(400, "INVALID_ARGUMENT")),  # SourceError included
     (InvalidNameError, Status(400, "INVALID_ARGUMENT")),

@@ -7,16 +7,24 @@ tensors and Triton's binary-data extension, see ``rest_tensors``); and ``POST
 as the raw body, with ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic`` as query parameters,
 answered with the ``Detections`` JSON (a list for several files).
 
+``GET /metrics``: Prometheus metrics, when the repository has :class:`~modelserve.monitoring.Metrics`.
+With ``repository_api=True`` (off by default), Triton's model-repository extension:
+``POST /v2/repository/index``, ``POST /v2/repository/models/{name}/load`` (body ``{"parameters":
+{"ref": "det@prod"}}``, optional: registry references only, never a path) and ``.../unload``.
+With ``auth_token``, every route but ``/v2/health/*`` needs ``Authorization: Bearer <token>`` (401).
+
 Errors are ``{"error": message}`` with the status of :func:`~modelserve.serving.errors.status_for`.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 from typing import Any, Awaitable, Callable
 
 from .._errors import InvalidInputError, ModelserveError
-from .core import ModelRepository, ServedModel, server_metadata
-from .errors import RequestTooLargeError, ServingUnavailableError, status_for
+from .core import ModelRepository, server_metadata
+from .errors import RequestTooLargeError, ServingUnavailableError, UnauthenticatedError, status_for
 from .rest_tensors import HEADER_LENGTH, decode_request, encode_response
 
 try:
@@ -80,7 +88,26 @@ class _BodyLimit:
         await self.app(scope, limited, send)
 
 
-def create_app(repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+class _BearerAuth:
+    """ASGI middleware: every path but ``/v2/health/...`` needs ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+        if scope["type"] == "http" and not scope.get("path", "").startswith("/v2/health/"):
+            given = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                error = UnauthenticatedError("this server needs 'Authorization: Bearer <token>'")
+                response = _error_response(error)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               auth_token: str | None = None, repository_api: bool = False) -> Any:
     """The ASGI application serving ``repository`` (which the caller closes)."""
     repo = repository
 
@@ -105,20 +132,43 @@ def create_app(repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX
 
     async def infer(request: Request) -> Response:
         p = request.path_params
-        model = repo.get(p["name"], p.get("version"))
-        body = await request.body()
-        payload, header_length = await run_in_threadpool(_infer, repo, model, body, request.headers.get(HEADER_LENGTH))
+        with repo.track(p["name"], p.get("version"), "rest"):
+            repo.get(p["name"], p.get("version"))  # 404 before reading the body
+            body = await request.body()
+            payload, header_length = await run_in_threadpool(_infer, repo, p["name"], p.get("version"), body,
+                                                             request.headers.get(HEADER_LENGTH))
         if header_length is None:
             return Response(payload, media_type="application/json")
         return Response(payload, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
 
     async def predict_v1(request: Request) -> Response:
-        model = repo.get(request.path_params["name"])
-        images = await _uploaded_images(request)
-        params = _query_options(request.query_params)
-        results = await run_in_threadpool(repo.predict_images, model.predictor, images, params)
+        name = request.path_params["name"]
+        with repo.track(name, None, "rest"):
+            repo.get(name)  # 404 before reading the upload
+            images = await _uploaded_images(request)
+            params = _query_options(request.query_params)
+            results = await run_in_threadpool(repo.predict_images, name, None, images, params)
         text = results[0].to_json() if len(results) == 1 else "[" + ", ".join(r.to_json() for r in results) + "]"
         return Response(text, media_type="application/json")
+
+    async def metrics(request: Request) -> Response:
+        if repo.metrics is None:
+            return JSONResponse({"error": "this server keeps no metrics"}, status_code=404)
+        payload, content_type = repo.metrics.exposition()
+        return Response(payload, headers={"Content-Type": content_type})
+
+    async def repository_index(request: Request) -> Response:
+        return JSONResponse(repo.index())
+
+    async def repository_load(request: Request) -> Response:
+        body = await request.body()
+        ref = _load_ref(body)
+        await run_in_threadpool(repo.load_from_registry, request.path_params["name"], ref)
+        return JSONResponse({})
+
+    async def repository_unload(request: Request) -> Response:
+        await run_in_threadpool(repo.unload, request.path_params["name"])
+        return JSONResponse({})
 
     routes = [
         Route("/v2/health/live", live),
@@ -131,18 +181,43 @@ def create_app(repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v1/models/{name}/predict", predict_v1, methods=["POST"]),
+        Route("/metrics", metrics),
     ]
-    app = Starlette(routes=routes, exception_handlers={Exception: _on_error, ModelserveError: _on_error})
+    if repository_api:
+        routes += [
+            Route("/v2/repository/index", repository_index, methods=["POST"]),
+            Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
+            Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
+        ]
+    app: Any = Starlette(routes=routes, exception_handlers={Exception: _on_error, ModelserveError: _on_error})
+    if auth_token:
+        app = _BearerAuth(app, auth_token)
     return _BodyLimit(app, max_body_bytes)
 
 
-def _infer(repo: ModelRepository, model: ServedModel, body: bytes, header_length: str | None
+def _load_ref(body: bytes) -> str | None:
+    """The registry reference of a repository *load* request body (``parameters.ref``), if any."""
+    if not body.strip():
+        return None
+    try:
+        header = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInputError("the load request's body is not valid JSON") from None
+    params = header.get("parameters") if isinstance(header, dict) else None
+    ref = params.get("ref") if isinstance(params, dict) else None
+    if ref is not None and not isinstance(ref, str):
+        raise InvalidInputError(f"parameters.ref must be a registry reference string, got {ref!r}")
+    return ref
+
+
+def _infer(repo: ModelRepository, name: str, version: str | None, body: bytes, header_length: str | None
            ) -> tuple[bytes, int | None]:
     """Decode, run and encode one infer request (in a worker thread: JSON parsing of a large body
     and the encoding are CPU work too, kept off the event loop)."""
     req = decode_request(body, header_length)
-    outputs = repo.infer(model.name, model.version, req.inputs, req.parameters, list(req.outputs))
-    return encode_response(model.name, model.version, outputs, req)
+    with repo.get(name, version).use() as model:
+        outputs = repo.run(model, req.inputs, req.parameters, list(req.outputs))
+        return encode_response(model.name, model.version, outputs, req)
 
 
 async def _uploaded_images(request: Request) -> list[bytes]:
