@@ -33,7 +33,9 @@ class _Running:
     def __init__(self, app: object) -> None:
         import uvicorn
 
-        sock = socket.socket()
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP; without
+        # it every POST answer stalls ~40 ms (Nagle against the client's delayed ACK)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -65,6 +65,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="enable the model-repository API (index, load and unload registry models); off by default")
     p.add_argument("--follow-interval-s", type=float, default=2.0,
                    help="how often models started from an alias look for a move (default 2; 0: never)")
+    p.add_argument("--drift", type=int, metavar="N", default=None,
+                   help="monitor data drift: the first N images of each model are its reference; scores at "
+                        "GET /v2/models/NAME/drift and in /metrics (default: off)")
     p.add_argument("--drain-timeout-s", type=float, default=30.0,
                    help="on SIGTERM, how long in-flight requests may take to finish (default 30)")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N], ... (default cpu)")
@@ -159,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         repository_api=args.repository_api, follow_interval_s=args.follow_interval_s or None,
         drain_timeout_s=args.drain_timeout_s, log_level=args.log_level)
     repo = ModelRepository(max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, timeout_ms=args.request_timeout_ms,
-                           metrics=_metrics())
+                           metrics=_metrics(),
+                           drift=None if args.drift is None else {"reference_size": args.drift})
     try:
         for name, options in models:
             repo.load(name, **_load_options(args, options))

@@ -156,12 +156,15 @@ class ModelRepository:
     """
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, timeout_ms: float | None = None,
-                 metrics: Any = None, registry: Any = None) -> None:
+                 metrics: Any = None, registry: Any = None, drift: Mapping[str, Any] | None = None) -> None:
         self.max_pixels = max_pixels
         #: the default deadline of a request, in ms (None: none)
         self.timeout_ms = timeout_ms
         #: the :class:`~modelserve.Registry` references resolve in (None: the default one, made when needed)
         self.registry = registry
+        #: options of a :class:`~modelserve.monitoring.DriftMonitor` kept per model (None: no drift monitoring)
+        self.drift_options = None if drift is None else dict(drift)
+        self._drift: dict[str, tuple[Any, Any]] = {}  # name -> (DriftMonitor, its registered collector or None)
         #: a :class:`modelserve.monitoring.Metrics` (or None): what :meth:`track` and loading record
         self.metrics = metrics
         self._models: dict[str, ServedModel] = {}
@@ -220,7 +223,14 @@ class ModelRepository:
             self.registry = Registry()
         return self.registry
 
+    def drift(self, name: str) -> Any:
+        """The :class:`~modelserve.monitoring.DriftMonitor` of model ``name`` (None without drift monitoring)."""
+        self.get(name)
+        return self._drift.get(name, (None, None))[0]
+
     def _loaded(self, model: ServedModel, seconds: float) -> None:
+        if self.drift_options is not None:
+            self._watch_drift(model)
         if self.metrics is not None:
             self.metrics.instrument(model.predictor, model.name, model.version)
             self.metrics.model_loaded(model.name, model.version, seconds)
@@ -246,6 +256,24 @@ class ModelRepository:
             self._retire(old)
         return new
 
+    def _watch_drift(self, model: ServedModel) -> None:
+        """A new drift monitor for a newly loaded model (a new version starts a new reference)."""
+        from ..monitoring import DriftMonitor
+
+        monitor = DriftMonitor(**(self.drift_options or {}))
+        model.predictor.add_observer(monitor.as_observer())
+        collector = None
+        if self.metrics is not None:
+            collector = monitor.collector(model.name, model.version)
+            self.metrics.registry.register(collector)
+        self._forget_drift(model.name)
+        self._drift[model.name] = (monitor, collector)
+
+    def _forget_drift(self, name: str) -> None:
+        _, collector = self._drift.pop(name, (None, None))
+        if collector is not None and self.metrics is not None:
+            self.metrics.registry.unregister(collector)
+
     def _retire(self, model: ServedModel) -> None:
         if self.metrics is not None:
             self.metrics.detach(model.predictor)
@@ -257,6 +285,7 @@ class ModelRepository:
             model = self._models.pop(name, None)
         if model is None:
             raise ModelNotFoundError(f"no model named {name!r} is served (served: {self.names()})")
+        self._forget_drift(name)
         self._retire(model)
 
     def load_from_registry(self, name: str, ref: str | None = None) -> ServedModel:

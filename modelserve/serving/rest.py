@@ -151,6 +151,13 @@ def create_app(repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX
         text = results[0].to_json() if len(results) == 1 else "[" + ", ".join(r.to_json() for r in results) + "]"
         return Response(text, media_type="application/json")
 
+    async def drift(request: Request) -> Response:
+        monitor = repo.drift(request.path_params["name"])
+        if monitor is None:
+            return JSONResponse({"error": "this server does not monitor drift (modelserve serve --drift)"},
+                                status_code=404)
+        return JSONResponse(monitor.report())
+
     async def metrics(request: Request) -> Response:
         if repo.metrics is None:
             return JSONResponse({"error": "this server keeps no metrics"}, status_code=404)
@@ -181,6 +188,7 @@ def create_app(repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v1/models/{name}/predict", predict_v1, methods=["POST"]),
+        Route("/v2/models/{name}/drift", drift),
         Route("/metrics", metrics),
     ]
     if repository_api:
@@ -249,13 +257,11 @@ def _query_options(query: Any) -> dict[str, Any]:
 
 
 def serve(repository: ModelRepository, *, host: str = "127.0.0.1", port: int = 8000,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info") -> None:
-    """Serve ``repository`` over REST until interrupted (uvicorn), then close its models."""
-    try:
-        import uvicorn
-    except ImportError as exc:
-        raise ServingUnavailableError(f"the server needs uvicorn: pip install modelserve[server] ({exc})") from None
-    try:
-        uvicorn.run(create_app(repository, max_body_bytes=max_body_bytes), host=host, port=port, log_level=log_level)
-    finally:
-        repository.close()
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info", **options: Any) -> None:
+    """Serve ``repository`` over REST only until SIGTERM/SIGINT, then drain and close its models
+    (:class:`~modelserve.serving.server.Server` with ``grpc_port=None``; ``options``: its other
+    :class:`~modelserve.serving.server.ServerOptions`)."""
+    from .server import Server, ServerOptions
+
+    Server(repository, ServerOptions(host=host, http_port=port, grpc_port=None, max_body_bytes=max_body_bytes,
+                                     log_level=log_level, **options)).run()

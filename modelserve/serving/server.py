@@ -73,7 +73,11 @@ class Server:
         opts, uvicorn = self.options, _uvicorn()
         app = create_app(self.repository, max_body_bytes=opts.max_body_bytes, auth_token=opts.auth_token,
                          repository_api=opts.repository_api)
-        sock = socket.socket(socket.AF_INET6 if ":" in opts.host else socket.AF_INET)
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto
+        # says TCP; without it each response's body waits ~40 ms behind its headers (Nagle
+        # against the client's delayed ACK)
+        family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((opts.host, opts.http_port))

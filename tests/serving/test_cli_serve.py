@@ -16,7 +16,6 @@ import pytest
 from modelserve import cli
 
 pytest.importorskip("uvicorn")
-GRPC = "0"  # TEMP
 
 
 def _free_port() -> int:
@@ -38,7 +37,7 @@ def _get(port: int, path: str) -> tuple[int, dict]:
 def _start(port: int, *args: str) -> subprocess.Popen:
     """``modelserve serve ARGS`` on ``port`` (and a free gRPC port), once it answers /v2/health/ready."""
     proc = subprocess.Popen([sys.executable, "-m", "modelserve", "serve", *args, "--http-port", str(port),
-                             "--grpc-port", GRPC, "--log-level", "warning"],
+                             "--grpc-port", str(_free_port()), "--log-level", "warning"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while True:

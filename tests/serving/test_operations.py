@@ -213,3 +213,40 @@ def test_a_rollout_and_a_rollback_under_traffic_lose_no_request(registry, embedd
         repo.close()
     assert not failures, failures[:5]
     assert seen[0] == "1" and "2" in seen and seen[-1] == "1"
+
+
+def test_drift_is_served_as_json_and_metrics(detector_path, bgr):
+    """A served model's drift monitor: the first images are its reference; darkened ones then
+    raise the brightness score at /v2/models/{name}/drift and in /metrics."""
+    import io
+
+    from PIL import Image
+
+    from modelserve.monitoring import Metrics
+
+    def jpeg(array):
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(array[..., ::-1])).save(out, "JPEG")
+        return out.getvalue()
+
+    photos = [bgr(n) for n in ("bus.jpg", "zidane.jpg")]
+    crops = [p[y:y + 300, x:x + 300] for p in photos for y in (0, 150, 300) for x in (0, 100, 200, 300)]
+    repo = ModelRepository(metrics=Metrics(), drift={"reference_size": 24, "window": 24, "min_window": 12, "bins": 5})
+    repo.load("det", detector_path)
+    running = Running(create_app(repo))
+    try:
+        assert request(running, "GET", "/v2/models/nope/drift")[0] == 404
+        for c in crops:
+            assert request(running, "POST", "/v1/models/det/predict", body=jpeg(c))[0] == 200
+        assert json.loads(request(running, "GET", "/v2/models/det/drift")[2])["ready"] is False
+        for c in crops:
+            assert request(running, "POST", "/v1/models/det/predict", body=jpeg((c * 0.3).astype(np.uint8)))[0] == 200
+        report = json.loads(request(running, "GET", "/v2/models/det/drift")[2])
+        assert report["ready"] and report["features"]["brightness"]["status"] == "major"
+        assert report["features"]["width"]["status"] == "ok"
+        metrics = request(running, "GET", "/metrics")[2].decode()
+        assert 'modelserve_drift_score{feature="brightness",model="det",version="1"}' in metrics
+        assert 'modelserve_requests_total{model="det",protocol="rest",status="200",version=""}' in metrics
+    finally:
+        running.stop()
+        repo.close()
