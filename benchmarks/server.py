@@ -1,12 +1,13 @@
-"""Requests through `modelserve serve`'s REST front end (KServe v2, the real tritonclient, binary
-data) against the embedded Predictor and against the FastAPI example, in the same run.
+"""Requests through `modelserve serve` (REST and gRPC, KServe v2, the real tritonclient, binary data)
+against the embedded Predictor and against the FastAPI example, in the same run.
 
     OMP_NUM_THREADS=1 YOLO_OFFLINE=1 .refenv/bin/python benchmarks/server.py [--requests 400] [--clients 1 8]
 
 Each row: C client threads send encoded JPEGs (bus.jpg, 1080x810) one per request; throughput and
-p50/p99 latency. The servers run in this process (uvicorn in a thread), so client, server and engine
-share the machine's cores, as on the 2-core VM this is recorded on. The overhead per request is the
-server's p50 minus the embedded Predictor's p50 with one client. gRPC is not served yet.
+p50/p99 latency. The servers run in this process (``modelserve.serving.Server``, REST and gRPC, in a
+thread; the FastAPI example on uvicorn in another), so client, server and engine share the machine's
+cores, as on the 2-core VM this is recorded on. The overhead per request is the server's p50 minus
+the embedded Predictor's p50 with one client.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def main() -> int:
 
     import urllib.request
 
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     from modelserve.serving import ModelRepository
-    from modelserve.serving.rest import create_app
+    from modelserve.serving.server import Server, ServerOptions
 
     model = str(assets.detector_path())
     jpeg = Path(assets.photo("bus.jpg")).read_bytes()
@@ -87,7 +89,11 @@ def main() -> int:
     embedded = ms.load(model, batching=batching)
     repo = ModelRepository()
     repo.load("det", model, batching=batching)
-    served = _Running(create_app(repo))
+    server = Server(repo, ServerOptions(http_port=0, grpc_port=0, follow_interval_s=None, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    if not server.wait_started():
+        raise SystemExit("the server did not start")
     os.environ["MODEL"] = model
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     try:
@@ -102,13 +108,21 @@ def main() -> int:
     def triton() -> None:
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpclient.InferenceServerClient(f"127.0.0.1:{served.port}")
+            client = local.client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
         inp = httpclient.InferInput("images", [1], "BYTES")
         inp.set_data_from_numpy(np.array([jpeg], dtype=object), binary_data=True)
         client.infer("det", [inp], outputs=[httpclient.InferRequestedOutput("boxes", binary_data=True)])
 
+    def triton_grpc() -> None:
+        client = getattr(local, "grpc", None)
+        if client is None:
+            client = local.grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        inp = grpcclient.InferInput("images", [1], "BYTES")
+        inp.set_data_from_numpy(np.array([jpeg], dtype=object))
+        client.infer("det", [inp], outputs=[grpcclient.InferRequestedOutput("boxes")])
+
     def v1_call() -> None:
-        req = urllib.request.Request(f"http://127.0.0.1:{served.port}/v1/models/det/predict", data=jpeg,
+        req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/v1/models/det/predict", data=jpeg,
                                      method="POST", headers={"Content-Type": "image/jpeg"})
         with urllib.request.urlopen(req) as resp:
             resp.read()
@@ -120,6 +134,7 @@ def main() -> int:
 
     cases = [("embedded Predictor (predict(bytes))", lambda: embedded.predict(io.BytesIO(jpeg).getvalue())),
              ("modelserve serve, tritonclient.http binary", triton),
+             ("modelserve serve, tritonclient.grpc (raw contents)", triton_grpc),
              ("modelserve serve, POST /v1/models/det/predict (urllib)", v1_call)]
     if fast is not None:
         cases.append(("FastAPI example (examples/fastapi_service.py)", fastapi_call))
@@ -133,11 +148,11 @@ def main() -> int:
                 p50[(name, clients)] = a
                 print(f"| {name} | {clients} | {rate:.1f} | {a:.1f} | {b:.1f} |", flush=True)
     finally:
-        served.stop()
+        server.stop()
+        thread.join(timeout=60)  # the server closes the repository
         if fast is not None:
             fast.stop()
         embedded.close()
-        repo.close()
     c = min(args.clients)
     base = p50[(cases[0][0], c)]
     for name, _ in cases[1:]:

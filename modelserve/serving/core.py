@@ -1,7 +1,7 @@
 """The protocol-free core of the server: named models, their metadata, and one ``infer``.
 
 A :class:`ModelRepository` holds named, batched :class:`~modelserve.Predictor` objects. The
-protocol front ends (``rest.py``; gRPC later) decode a request into :class:`Tensor` objects, call
+protocol front ends (``rest.py``, ``grpc.py``) decode a request into :class:`Tensor` objects, call
 :meth:`ModelRepository.infer`, and encode the named tensors it returns. Nothing here knows HTTP.
 
 Inputs (exactly one per request, told apart by datatype):
@@ -25,7 +25,10 @@ queued at its deadline (the smaller of ``timeout``, the caller's ``timeout_s`` a
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
+import math
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ from .._version import __version__
 from .errors import RequestTooLargeError, status_for
 
 __all__ = ["Tensor", "ServedModel", "ModelRepository", "DATATYPES", "IMAGE_INPUT", "DETECTION_OUTPUTS",
-           "DEFAULT_MAX_PIXELS", "server_metadata"]
+           "DEFAULT_MAX_PIXELS", "server_metadata", "detection_tensors", "predict_options", "split_bytes", "bytes_array"]
 
 #: KServe v2 datatype -> numpy dtype (``BYTES`` is an object array of ``bytes``).
 DATATYPES: dict[str, np.dtype] = {
@@ -50,6 +53,10 @@ DATATYPES: dict[str, np.dtype] = {
     "BYTES": np.dtype(object),
 }
 _DATATYPE_OF = {dt: name for name, dt in DATATYPES.items() if name != "BYTES"}
+
+#: The request :meth:`ModelRepository.track` is counting in this context: a model lease
+#: (:meth:`ServedModel.use`) writes the version that serves it, for a request that named none.
+_TRACKED: contextvars.ContextVar["list[str] | None"] = contextvars.ContextVar("modelserve_tracked", default=None)
 
 #: The name the metadata gives the encoded-image input (requests may name it anything).
 IMAGE_INPUT = "image"
@@ -103,6 +110,9 @@ class ServedModel:
         every request holding it has finished."""
         with self._idle:
             self._users += 1
+        tracked = _TRACKED.get()
+        if tracked is not None:
+            tracked[0] = self.version
         try:
             yield self
         finally:
@@ -175,13 +185,16 @@ class ModelRepository:
     def track(self, name: str, version: str | None, protocol: str) -> Iterator[None]:
         """Count one request of a front end (``protocol``: ``"rest"``, ``"grpc"``) in the metrics:
         in flight while the block runs, then its status (from :func:`status_for` when it raises,
-        which re-raises) and duration. A no-op without metrics."""
+        which re-raises) and duration, under the version that served it (the one named, else the
+        one the request's model lease held, else ``""``). A no-op without metrics."""
         metrics = self.metrics
         if metrics is None:
             yield
             return
         start = time.perf_counter()
         status = 200
+        served = [version or ""]
+        token = _TRACKED.set(served)
         metrics.in_flight(name, 1)
         try:
             yield
@@ -189,24 +202,28 @@ class ModelRepository:
             status = status_for(exc).http
             raise
         finally:
+            _TRACKED.reset(token)
             metrics.in_flight(name, -1)
-            metrics.request(name, version or "", protocol, status, time.perf_counter() - start)
+            metrics.request(name, served[0], protocol, status, time.perf_counter() - start)
 
     def load(self, name: str, source: Any, **load_options: Any) -> ServedModel:
         """``ms.load(source, batching=True, **load_options)`` served as ``name``: a registry
         reference (``det``, ``det@prod``, ``det:3``) is served as the version it names now, under
-        that version's number; one with an alias or no version (latest) is *followed*
+        that version's number (through ``lock=``, a lock file, when given: then it is never
+        followed); one with an alias or no version (latest) is *followed*
         (:meth:`following`, moved by :class:`~modelserve.serving.rollouts.AliasFollower`). A file is
         served as version ``"1"``."""
         from .._load import load
-        from .._registry import is_registry_ref
+        from .._registry import is_registry_ref, resolve_for_load
 
         load_options.setdefault("batching", True)
         version, ref = "1", None
-        if isinstance(source, str) and is_registry_ref(source) and load_options.get("lock") is None:
+        if isinstance(source, str) and is_registry_ref(source):
             registry = load_options.get("registry") or self._registry()
-            mv = registry.resolve(source)
-            ref = source if "@" in source or ":" not in source else None  # an alias or 'latest' may move
+            lock = load_options.pop("lock", None)
+            mv = resolve_for_load(source, registry=registry, lock=lock)  # a locked ref: its pin, never followed
+            if lock is None:
+                ref = source if "@" in source or ":" not in source else None  # an alias or 'latest' may move
             source, version = f"{mv.name}:{mv.version}", str(mv.version)
             load_options["registry"] = registry
         self._load_options[name] = dict(load_options)
@@ -428,7 +445,32 @@ class ModelRepository:
             raise InvalidInputError("the request holds no images")
         for n, data in enumerate(images):
             _check_pixels(data, self.max_pixels, n)
-        return list(predictor.predict(list(images), timeout_ms=timeout_ms, **_options(parameters)))
+        return list(predictor.predict(list(images), timeout_ms=timeout_ms, **predict_options(parameters)))
+
+
+def split_bytes(chunk: memoryview, name: str, where: str) -> list[bytes]:
+    """The elements of a serialized ``BYTES`` tensor (each a 4-byte little-endian length, then the
+    bytes), as both protocols carry it (``where``: "binary data", "raw contents", for the errors)."""
+    items, pos = [], 0
+    while pos < len(chunk):
+        if pos + 4 > len(chunk):
+            raise InvalidInputError(f"input {name!r}: truncated BYTES element length")
+        (n,) = struct.unpack_from("<I", chunk, pos)
+        pos += 4
+        if pos + n > len(chunk):
+            raise InvalidInputError(f"input {name!r}: a BYTES element of {n} bytes overruns the {where}")
+        items.append(bytes(chunk[pos : pos + n]))
+        pos += n
+    return items
+
+
+def bytes_array(items: Sequence[Any], shape: list[int], name: str) -> np.ndarray:
+    """``items`` as an object array of ``shape`` (a ``BYTES`` tensor), refusing a count that does not fit."""
+    if len(items) != math.prod(shape):
+        raise InvalidInputError(f"input {name!r}: shape {shape} needs {math.prod(shape)} elements, got {len(items)}")
+    array = np.empty(len(items), dtype=object)
+    array[:] = list(items)
+    return array.reshape(shape)
 
 
 def detection_tensors(results: Sequence[Any]) -> list[Tensor]:
@@ -487,9 +529,10 @@ def _check_pixels(data: bytes, max_pixels: int, n: int) -> None:
         raise RequestTooLargeError(f"image {n} is {w}x{h} = {w * h} pixels, over the server's limit of {max_pixels}")
 
 
-def _options(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The predict options among a request's parameters (others, e.g. the binary-data ones, are
-    the protocol's)."""
+def predict_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The predict options among a request's parameters (``conf``, ``iou``, ``max_det``,
+    ``classes`` as ids or ``"0,2"``, ``agnostic``; others, e.g. the binary-data ones, are the
+    protocol's), ready for ``Predictor.predict``."""
     options = {k: parameters[k] for k in _OPTIONS if k in parameters}
     classes = options.get("classes")
     if isinstance(classes, str):

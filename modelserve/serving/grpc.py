@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .._errors import InvalidInputError, ModelserveError
-from .core import DATATYPES, ModelRepository, Tensor, server_metadata
+from .core import DATATYPES, ModelRepository, Tensor, bytes_array, server_metadata, split_bytes
 from .errors import ServingUnavailableError, UnauthenticatedError, status_for
 from .grpc_messages import SERVICE, message
 
@@ -70,28 +70,6 @@ def _parameters(params: Any) -> dict[str, Any]:
     return out
 
 
-def _split_bytes(raw: bytes, name: str) -> list[bytes]:
-    items, pos, view = [], 0, memoryview(raw)
-    while pos < len(view):
-        if pos + 4 > len(view):
-            raise InvalidInputError(f"input {name!r}: truncated BYTES element length")
-        (n,) = struct.unpack_from("<I", view, pos)
-        pos += 4
-        if pos + n > len(view):
-            raise InvalidInputError(f"input {name!r}: a BYTES element of {n} bytes overruns the raw contents")
-        items.append(bytes(view[pos : pos + n]))
-        pos += n
-    return items
-
-
-def _object_array(items: list[Any], shape: list[int], name: str) -> np.ndarray:
-    if len(items) != math.prod(shape):
-        raise InvalidInputError(f"input {name!r}: shape {shape} needs {math.prod(shape)} elements, got {len(items)}")
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array.reshape(shape)
-
-
 def _tensor(entry: Any, raw: bytes | None) -> Tensor:
     """One input: from its raw contents (``raw``) or its typed ``contents``."""
     name, datatype = entry.name, entry.datatype
@@ -105,7 +83,7 @@ def _tensor(entry: Any, raw: bytes | None) -> Tensor:
         if entry.HasField("contents"):
             raise InvalidInputError(f"input {name!r} has both raw contents and typed contents")
         if datatype == "BYTES":
-            return Tensor(name, datatype, _object_array(_split_bytes(raw, name), shape, name))
+            return Tensor(name, datatype, bytes_array(split_bytes(memoryview(raw), name, "raw contents"), shape, name))
         need = math.prod(shape) * dtype.itemsize
         if len(raw) != need:
             raise InvalidInputError(f"input {name!r}: {datatype} shape {shape} needs {need} bytes, got {len(raw)}")
@@ -115,7 +93,7 @@ def _tensor(entry: Any, raw: bytes | None) -> Tensor:
         raise InvalidInputError(f"input {name!r}: {datatype} data must come as raw_input_contents")
     values = list(getattr(entry.contents, field))
     if datatype == "BYTES":
-        return Tensor(name, datatype, _object_array(values, shape, name))
+        return Tensor(name, datatype, bytes_array(values, shape, name))
     if len(values) != math.prod(shape):
         raise InvalidInputError(f"input {name!r}: shape {shape} needs {math.prod(shape)} elements, got {len(values)}")
     try:

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._errors import InvalidInputError
-from .core import DATATYPES, Tensor
+from .core import DATATYPES, Tensor, bytes_array, split_bytes
 
 __all__ = ["Request", "decode_request", "encode_response", "HEADER_LENGTH"]
 
@@ -70,31 +70,9 @@ def _shape(entry: Mapping[str, Any], name: str) -> list[int]:
     return shape
 
 
-def _split_bytes(chunk: memoryview, name: str) -> list[bytes]:
-    items, pos = [], 0
-    while pos < len(chunk):
-        if pos + 4 > len(chunk):
-            raise InvalidInputError(f"input {name!r}: truncated BYTES element length")
-        (n,) = struct.unpack_from("<I", chunk, pos)
-        pos += 4
-        if pos + n > len(chunk):
-            raise InvalidInputError(f"input {name!r}: a BYTES element of {n} bytes overruns the binary data")
-        items.append(bytes(chunk[pos : pos + n]))
-        pos += n
-    return items
-
-
-def _object_array(items: Sequence[Any], shape: list[int], name: str) -> np.ndarray:
-    if len(items) != math.prod(shape):
-        raise InvalidInputError(f"input {name!r}: shape {shape} needs {math.prod(shape)} elements, got {len(items)}")
-    array = np.empty(len(items), dtype=object)
-    array[:] = list(items)
-    return array.reshape(shape)
-
-
 def _binary_input(chunk: memoryview, datatype: str, shape: list[int], name: str) -> np.ndarray:
     if datatype == "BYTES":
-        return _object_array(_split_bytes(chunk, name), shape, name)
+        return bytes_array(split_bytes(chunk, name, "binary data"), shape, name)
     dtype = DATATYPES[datatype]
     if len(chunk) != math.prod(shape) * dtype.itemsize:
         raise InvalidInputError(f"input {name!r}: {datatype} shape {shape} needs {math.prod(shape) * dtype.itemsize} "
@@ -125,7 +103,7 @@ def _json_input(data: Any, datatype: str, shape: list[int], name: str) -> np.nda
         except (binascii.Error, TypeError, ValueError):
             raise InvalidInputError(f"input {name!r}: BYTES data in JSON must be base64 strings "
                                     f"(or send it binary)") from None
-        return _object_array(items, shape, name)
+        return bytes_array(items, shape, name)
     if len(flat) != math.prod(shape):
         raise InvalidInputError(f"input {name!r}: shape {shape} needs {math.prod(shape)} elements, got {len(flat)}")
     if not all(isinstance(x, (int, float)) for x in flat):

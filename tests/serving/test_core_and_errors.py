@@ -21,6 +21,22 @@ def without_speed(text: str | bytes) -> dict:
     return data
 
 
+def assert_same(result, want, k):
+    """A client's infer result (tritonclient.http or .grpc) of ``k`` images equals the embedded
+    Predictor's results ``want`` exactly, padding included."""
+    boxes, scores, ids, counts = (result.as_numpy(n) for n in ("boxes", "scores", "class_ids", "counts"))
+    texts = result.as_numpy("json")
+    assert counts.tolist() == [len(w) for w in want]
+    assert boxes.shape == (k, max(counts), 4) and boxes.dtype == np.float32 and ids.dtype == np.int64
+    for i, w in enumerate(want):
+        n = len(w)
+        np.testing.assert_array_equal(boxes[i, :n], w.xyxy)
+        np.testing.assert_array_equal(scores[i, :n], w.confidence)
+        np.testing.assert_array_equal(ids[i, :n], w.class_id)
+        assert (ids[i, n:] == -1).all() and (scores[i, n:] == 0).all()
+        assert without_speed(texts[i]) == without_speed(w.to_json())
+
+
 @pytest.mark.parametrize(("exc", "http", "grpc"), [
     (RequestTooLargeError("x"), 413, "RESOURCE_EXHAUSTED"),
     (ms.InvalidInputError("x"), 400, "INVALID_ARGUMENT"),

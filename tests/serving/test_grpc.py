@@ -15,7 +15,7 @@ from PIL import Image
 
 import modelserve as ms
 
-from .test_core_and_errors import without_speed
+from .test_core_and_errors import assert_same
 
 grpc = pytest.importorskip("grpc")
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -80,20 +80,6 @@ def image_input(images):
     tensor = grpcclient.InferInput("image", [len(images)], "BYTES")
     tensor.set_data_from_numpy(data)
     return tensor
-
-
-def assert_same(result, want, k):
-    boxes, scores, ids, counts = (result.as_numpy(n) for n in ("boxes", "scores", "class_ids", "counts"))
-    texts = result.as_numpy("json")
-    assert counts.tolist() == [len(w) for w in want]
-    assert boxes.shape == (k, max(counts), 4) and boxes.dtype == np.float32 and ids.dtype == np.int64
-    for i, w in enumerate(want):
-        n = len(w)
-        np.testing.assert_array_equal(boxes[i, :n], w.xyxy)
-        np.testing.assert_array_equal(scores[i, :n], w.confidence)
-        np.testing.assert_array_equal(ids[i, :n], w.class_id)
-        assert (ids[i, n:] == -1).all() and (scores[i, n:] == 0).all()
-        assert without_speed(texts[i]) == without_speed(w.to_json())
 
 
 def code_of(excinfo):

@@ -246,7 +246,23 @@ def test_drift_is_served_as_json_and_metrics(detector_path, bgr):
         assert report["features"]["width"]["status"] == "ok"
         metrics = request(running, "GET", "/metrics")[2].decode()
         assert 'modelserve_drift_score{feature="brightness",model="det",version="1"}' in metrics
-        assert 'modelserve_requests_total{model="det",protocol="rest",status="200",version=""}' in metrics
+        # a request that names no version is counted under the version that served it
+        assert 'modelserve_requests_total{model="det",protocol="rest",status="200",version="1"} 48.0' in metrics
+        assert 'version=""' not in metrics
     finally:
         running.stop()
+        repo.close()
+
+
+def test_a_locked_reference_is_served_as_its_pinned_version_and_never_followed(registry, tmp_path):
+    registry.set_alias("det", "prod", "2")
+    lock = registry.write_lock(["det@prod"], tmp_path / "modelserve.lock")
+    registry.set_alias("det", "prod", "1")  # the alias moves on; the lock still pins det:2
+    repo = ModelRepository(registry=registry)
+    try:
+        served = repo.load("det", "det@prod", lock=lock)
+        assert served.version == "2" and served.ref is None
+        assert served.metadata()["versions"] == ["2"]
+        assert repo.following() == []
+    finally:
         repo.close()

@@ -69,7 +69,7 @@ def _compare(task: str, r, g, key: str, engine: str = "onnxruntime") -> None:
         for a, b in zip(got, want):
             union = (a | b).sum()
             assert union == 0 or (a & b).sum() / union >= 0.99, key
-        _compare_polygons(r, g, key, engine)
+        _compare_polygons(r, g, key, engine, want)
 
 
 def _golden_polygons(g, key: str) -> list[np.ndarray]:
@@ -77,25 +77,21 @@ def _golden_polygons(g, key: str) -> list[np.ndarray]:
     return np.split(g[f"{key}:polygons"], np.cumsum(sizes)[:-1]) if len(sizes) else []
 
 
-def _compare_polygons(r, g, key: str, engine: str) -> None:
+def _compare_polygons(r, g, key: str, engine: str, masks: np.ndarray) -> None:
     """Polygons equal Ultralytics' ``masks.xy``: exactly where the masks are identical (ONNX
-    Runtime), else (a mask differing in a few border pixels) the same outline within a pixel."""
+    Runtime), else (a mask differing in a few border pixels) the same outline within a pixel.
+    ``masks``: the golden masks, unpacked once by the caller."""
     want = _golden_polygons(g, key)
     got = r.masks_xy
     assert len(got) == len(want), key
     for i, (a, b) in enumerate(zip(got, want)):
         assert a.dtype == np.float32 and a.shape[1:] == (2,), key
-        if engine == "onnxruntime" and np.array_equal(r.masks[i], _golden_mask(g, key, i)):
+        if engine == "onnxruntime" and np.array_equal(r.masks[i], masks[i]):
             np.testing.assert_array_equal(a, b, err_msg=f"{key} polygon {i}")
         elif len(a) and len(b):
             assert abs(len(a) - len(b)) <= max(4, 0.1 * len(b)), key
             np.testing.assert_allclose(a.min(0), b.min(0), atol=1.5, err_msg=key)
             np.testing.assert_allclose(a.max(0), b.max(0), atol=1.5, err_msg=key)
-
-
-def _golden_mask(g, key: str, i: int) -> np.ndarray:
-    shape = tuple(int(v) for v in g[f"{key}:masks_shape"])
-    return np.unpackbits(g[f"{key}:masks"])[: int(np.prod(shape))].reshape(shape)[i].astype(bool)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
