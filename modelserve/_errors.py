@@ -15,7 +15,8 @@ application can catch the whole family with one ``except`` clause::
     ├── BatcherClosedError        submit() after close()
     ├── DeadlineExceededError     a request's deadline passed before it ran (also a TimeoutError)
     ├── BatchResultError          a batched function returned the wrong number of results
-    ├── ServingUnavailableError   the server stack is not installed (modelserve.serving)
+    ├── ServingUnavailableError   the server stack (or Ray Serve) is not installed (modelserve.serving)
+    ├── TritonExportError         a Triton model repository cannot be written as asked (modelserve.triton)
     └── RegistryError             anything the local model registry refuses
         ├── ModelNotFoundError    no such model, version or alias
         ├── VersionConflictError  a version label already holds different content
@@ -25,7 +26,8 @@ application can catch the whole family with one ``except`` clause::
         └── InvalidNameError      a name, label or alias breaks the naming rules (also a ValueError)
 
 The three serving errors are defined in :mod:`modelserve.serving.errors` (which maps every error of
-this tree to an HTTP status and a gRPC code), ``FileKindError`` in ``modelserve._registry._fs``.
+this tree to an HTTP status and a gRPC code), ``TritonExportError`` in :mod:`modelserve.triton`,
+``FileKindError`` in ``modelserve._registry._fs``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ and the wake-ups are :class:`~modelserve.batching.state.BatcherState`'s; the thr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 from concurrent.futures import Future
@@ -201,6 +202,35 @@ class MicroBatcher(Generic[T, R]):
         if self._block if block is None else block:
             return await self._asubmit_blocking(item, timeout_ms, asyncio.get_running_loop())
         return self.submit(item, timeout_ms=timeout_ms, block=False)
+
+    def reconfigure(self, **changes: Any) -> Batching:
+        """Change ``max_batch_size``, ``max_delay_ms``, ``max_queue_size``, ``timeout_ms`` or
+        ``on_full`` while the batcher runs (validated as :class:`Batching` does; the new options
+        returned). Queued requests stay queued and are batched under the new options from the next
+        batch on; running batches are not touched. A smaller ``max_queue_size`` rejects (or blocks)
+        new requests until the queue has drained below it; nothing queued is dropped.
+        ``max_concurrent_batches`` is the number of worker threads and cannot change live
+        (:class:`InvalidInputError`). Raises :class:`BatcherClosedError` once closed.
+        """
+        live = {"max_batch_size", "max_delay_ms", "max_queue_size", "timeout_ms", "on_full"}
+        unknown = sorted(set(changes) - live)
+        if unknown:
+            fixed = " (the worker threads are made at construction)" if "max_concurrent_batches" in unknown else ""
+            raise InvalidInputError(f"cannot change {', '.join(unknown)} of a running batcher{fixed}; "
+                                    f"changeable: {', '.join(sorted(live))}")
+        config = dataclasses.replace(self._config, **changes)
+        state = self._state
+        with state.lock:
+            state.check_open_locked()
+            core = state.core
+            core.max_batch, core.delay_s, core.bound = (config.max_batch_size, config.max_delay_ms / 1000.0,
+                                                        config.queue_bound)
+            self._config = config
+            self._default_timeout_ms = (
+                None if config.timeout_ms is None or math.isinf(config.timeout_ms) else config.timeout_ms)
+            self._block = config.on_full == "block"
+            state.notify_all_locked()  # workers re-check readiness; room waiters re-check the bound
+        return config
 
     def stats(self) -> BatcherStats:
         """A consistent snapshot of the counters (see :class:`BatcherStats`)."""

@@ -2,8 +2,9 @@
 
 One module per command group, each with ``add_parser(subparsers)`` adding its command (whose
 parser sets ``func``, the function that runs it and returns the exit status): ``predict``
-(see ``modelserve predict --help``), ``registry`` (``modelserve registry --help``) and ``serve``
-(KServe v2 REST, ``modelserve serve --help``). A new group is one module listed in :data:`GROUPS`.
+(see ``modelserve predict --help``), ``registry`` (``modelserve registry --help``), ``serve``
+(KServe v2 REST, ``modelserve serve --help``) and ``export`` (a Triton model repository,
+``modelserve export triton --help``). A new group is one module listed in :data:`GROUPS`.
 
 Exit status: 0 success, 1 a modelserve error or a file system error (one line on stderr,
 never a traceback), 2 bad usage (argparse's message).
@@ -16,12 +17,12 @@ import sys
 from typing import Sequence
 
 from .._errors import ModelserveError
-from . import predict, registry, serve
+from . import export, predict, registry, serve
 
 __all__ = ["main", "dispatch", "GROUPS"]
 
 #: The command groups, in the order ``--help`` lists them.
-GROUPS = (predict, registry, serve)
+GROUPS = (predict, registry, serve, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

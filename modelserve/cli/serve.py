@@ -13,11 +13,16 @@ Needs ``pip install modelserve[server]``.
     modelserve serve det=det@prod --host 0.0.0.0 --http-port 8080 --max-batch-size 16
     MODELSERVE_AUTH_TOKEN=secret modelserve serve det@prod   # every route but health needs the token
     modelserve serve --config models.json               # several models, each with its own options
+    modelserve serve det@prod --registry /models/registry --lock /models/modelserve.lock   # pinned
 
 A config file is JSON: ``{"models": {"det": {"source": "det@prod", "max_batch_size": 16, "conf": 0.3},
 "seg": {"source": "yolo11n-seg.onnx", "engine": "openvino"}}}``; per model: ``source`` (required),
 ``engine``, ``device``, ``imgsz``, ``conf``, ``iou``, ``max_det``, ``max_batch_size``,
 ``max_delay_ms``, ``max_queue_size`` (the command line's values are the defaults).
+``--registry DIR``: the registry references resolve in (default ``$MODELSERVE_HOME``, else the user
+cache dir). ``--lock FILE``: every registry reference is resolved through its pin in that lock file
+(``modelserve registry lock``), whatever its aliases say now, and refused unless pinned there with
+the same digest; pinned models are not followed. Files are opened as they are.
     curl -F image=@bus.jpg 'http://127.0.0.1:8000/v1/models/yolov8n/predict?conf=0.4'
 """
 
@@ -53,6 +58,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", metavar="MODEL", help="model file or registry reference (name=MODEL to name it)")
     p.add_argument("--config", help="a JSON file naming several models and their options (see above)")
+    p.add_argument("--registry", metavar="DIR",
+                   help="the registry references resolve in (default: $MODELSERVE_HOME or the user cache dir)")
+    p.add_argument("--lock", metavar="FILE",
+                   help="resolve every registry reference through its pin in this lock file (modelserve registry lock)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, default=8000, help="REST port (default 8000)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0: no gRPC)")
@@ -82,11 +91,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _load_options(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
-    """``ModelRepository.load``'s arguments for one model: its own options over the command line's."""
+def _load_options(args: argparse.Namespace, options: dict[str, Any], registry: Any = None) -> dict[str, Any]:
+    """``ModelRepository.load``'s arguments for one model: its own options over the command line's;
+    a registry reference also gets ``registry`` and, with ``--lock``, the lock file."""
+    from .._registry import is_registry_ref
     from ..batching import Batching
 
     opts = dict(options)
+    if is_registry_ref(opts["source"]):
+        if registry is not None:
+            opts["registry"] = registry
+        if args.lock is not None:
+            opts["lock"] = args.lock
     batching = {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                 "max_queue_size": args.max_queue_size}
     batching.update({k: opts.pop(k) for k in _BATCH_KEYS if k in opts})
@@ -105,6 +121,20 @@ def _auth_token(args: argparse.Namespace) -> str | None:
             raise InvalidInputError(f"--auth-token-file {args.auth_token_file} is empty")
         return token
     return os.environ.get("MODELSERVE_AUTH_TOKEN") or None
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    """The :class:`~modelserve.Registry` of ``--registry`` (None: the default one, made when needed);
+    ``--lock`` is checked to name an existing file before any model loads."""
+    if args.lock is not None and not os.path.isfile(args.lock):
+        raise InvalidInputError(f"--lock {args.lock}: no such file (write one with `modelserve registry lock`)")
+    if args.registry is None:
+        return None
+    if not os.path.isdir(args.registry):
+        raise InvalidInputError(f"--registry {args.registry}: no such directory")
+    from .._registry import Registry
+
+    return Registry(args.registry)
 
 
 def _metrics() -> object | None:
@@ -161,12 +191,13 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), auth_token=_auth_token(args),
         repository_api=args.repository_api, follow_interval_s=args.follow_interval_s or None,
         drain_timeout_s=args.drain_timeout_s, log_level=args.log_level)
+    registry = _registry(args)
     repo = ModelRepository(max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, timeout_ms=args.request_timeout_ms,
-                           metrics=_metrics(),
+                           metrics=_metrics(), registry=registry,
                            drift=None if args.drift is None else {"reference_size": args.drift})
     try:
         for name, options in models:
-            repo.load(name, **_load_options(args, options))
+            repo.load(name, **_load_options(args, options, registry))
         Server(repo, server_options).run()
     finally:
         repo.close()

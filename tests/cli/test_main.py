@@ -18,7 +18,7 @@ def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 
 def test_every_group_is_a_command_and_every_registry_subcommand_has_a_function() -> None:
     groups = _choices(cli.build_parser())
-    assert sorted(groups) == ["predict", "registry", "serve"]
+    assert sorted(groups) == ["export", "predict", "registry", "serve"]
     assert sorted(_choices(groups["registry"])) == sorted(registry_cli.COMMANDS)
 
 
