@@ -65,7 +65,8 @@ setup(
     package_dir={"modelserve.engines": "engines"},
     package_data={"modelserve._kernels": ["*.pxd", "*.pyx", "*.pyi"], "modelserve": ["py.typed"]},
     ext_modules=_extensions(),
-    install_requires=["numpy>=1.24", "Pillow>=9.1", "tomli>=1.1; python_version<'3.11'"],
+    install_requires=["numpy>=1.24", "Pillow>=9.1", "simplejpeg>=1.7",  # JPEG through libjpeg-turbo
+                      "tomli>=1.1; python_version<'3.11'"],
     extras_require={
         "onnxruntime": ["onnxruntime>=1.16"],
         "onnxruntime-gpu": ["onnxruntime-gpu>=1.16"],

@@ -2,8 +2,9 @@
 
 Accepted: a path (``str`` / ``os.PathLike``) of a regular file, encoded ``bytes``, a
 ``PIL.Image.Image``, or a numpy uint8 array shaped ``HxW`` (grayscale), ``HxWx1``, ``HxWx3`` or
-``HxWx4`` (alpha dropped). Files and bytes are decoded with Pillow with their EXIF orientation
-applied. Numpy arrays are BGR by default, as OpenCV gives them; pass ``channels="rgb"`` for RGB
+``HxWx4`` (alpha dropped). Files and bytes are decoded with their EXIF orientation applied: JPEGs
+by libjpeg-turbo through ``simplejpeg`` (BGR, the pixels OpenCV's ``imdecode`` gives, see
+``_jpeg.py``), everything else by Pillow (RGB). Numpy arrays are BGR by default, as OpenCV gives them; pass ``channels="rgb"`` for RGB
 arrays. Anything that goes wrong while decoding (a corrupt file, a FIFO or device given as a path,
 a closed PIL image, a decoder that another library patched and that fails) raises
 :class:`InvalidInputError` with the cause chained; a path is never opened in a way that can block.
@@ -17,7 +18,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from . import _files
+from . import _files, _jpeg
 from ._errors import InvalidInputError
 
 __all__ = ["Image", "load_image", "is_single_image"]
@@ -78,9 +79,28 @@ def _open_file(path: str) -> IO[bytes]:
 
 
 def _open(source: Any, what: str) -> Image:
+    """Decode a path or a file object: a JPEG by libjpeg-turbo (``_jpeg``), else (or where that
+    does not apply) by Pillow."""
     from PIL import Image as PILImage
 
     fh = _open_file(source) if isinstance(source, str) else source
+    try:
+        magic = fh.read(3)
+        if _jpeg.is_jpeg(magic) and _jpeg.available():
+            data = magic + fh.read()
+            pixels = _jpeg.decode(data, what)
+            if pixels is not None:
+                fh.close()
+                return Image(pixels, bgr=True)
+            fh = io.BytesIO(data)
+        else:
+            fh.seek(0)
+    except InvalidInputError:
+        fh.close()
+        raise
+    except OSError as exc:
+        fh.close()
+        raise InvalidInputError(f"cannot read {what}: {exc}") from exc
     try:
         with fh, PILImage.open(fh) as img:
             return _decode_pil(img, what)

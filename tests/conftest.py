@@ -47,7 +47,7 @@ def bgr():
 
     def load(name: str) -> np.ndarray:
         img = load_image(str(_need(assets.photo, name)))
-        return np.ascontiguousarray(img.pixels[..., ::-1])
+        return img.pixels if img.bgr else np.ascontiguousarray(img.pixels[..., ::-1])
 
     return load
 

@@ -348,7 +348,8 @@ def test_closed_pil_image(predictor, photo):
 @pytest.mark.parametrize("form", ["path", "bytes"])
 def test_any_decoder_failure_is_typed_and_chained(predictor, photo, monkeypatch, form):
     """Importing Ultralytics replaces ``PIL.Image.open``; whatever a replaced decoder raises
-    surfaces as InvalidInputError with the cause chained."""
+    surfaces as InvalidInputError with the cause chained (a PNG: JPEGs are decoded by
+    libjpeg-turbo, see tests/predictor/test_jpeg.py)."""
     from PIL import Image
 
     class Boom(RuntimeError):
@@ -358,7 +359,7 @@ def test_any_decoder_failure_is_typed_and_chained(predictor, photo, monkeypatch,
         raise Boom("a patched Image.open failed")
 
     monkeypatch.setattr(Image, "open", broken)
-    source = str(photo("bus.jpg")) if form == "path" else photo("bus.jpg").read_bytes()
+    source = str(photo("astronaut.png")) if form == "path" else photo("astronaut.png").read_bytes()
     with pytest.raises(ms.InvalidInputError, match="patched Image.open failed") as info:
         predictor.predict(source)
     assert isinstance(info.value.__cause__, Boom)
