@@ -19,7 +19,12 @@ serves every thread.
 
 Options:
 
-* ``intra_op_threads`` / ``inter_op_threads`` (int, 0 = ONNX Runtime's default)
+* ``intra_op_threads`` / ``inter_op_threads`` (int, 0 = ONNX Runtime's default: one per core)
+* ``spinning`` (bool, default False): whether idle intra-op threads busy-wait for work. ONNX
+  Runtime's default is True, which lets two concurrent runs of one session steal each other's
+  cores: off, two callers on 2 cores got 63 images/s instead of 46, with one caller unchanged
+  (``benchmarks/RESULTS.md``, "Cores"). Not applied over a ``session_options`` you pass unless
+  given explicitly.
 * ``graph_optimization``: ``"disable" | "basic" | "extended" | "all"`` (default ``"all"``)
 * ``session_options``: a ready ``onnxruntime.SessionOptions`` (the options above then apply on top)
 * ``provider_options``: dict passed to the device's execution provider (e.g. CUDA's ``gpu_mem_limit``,
@@ -142,7 +147,7 @@ class OnnxRuntimeEngine(Engine):
 
     option_names = frozenset(
         {"intra_op_threads", "inter_op_threads", "graph_optimization", "session_options", "provider_options",
-         "fp16", "cache_dir"}
+         "fp16", "cache_dir", "spinning"}
     )
 
     def __init__(self, path: str, *, device: str = "cpu", **options: Any) -> None:
@@ -198,6 +203,11 @@ class OnnxRuntimeEngine(Engine):
                 if not isinstance(value, int) or value < 0:
                     raise InvalidInputError(f"{key} must be an int >= 0, got {value!r}")
                 setattr(so, attr, value)
+        spinning = options.get("spinning")
+        if spinning is not None and not isinstance(spinning, bool):
+            raise InvalidInputError(f"spinning must be a bool, got {spinning!r}")
+        if spinning is not None or options.get("session_options") is None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         level = options.get("graph_optimization", "all")
         if level not in _OPT_LEVELS:
             raise InvalidInputError(f"graph_optimization must be one of {_OPT_LEVELS}, got {level!r}")

@@ -12,9 +12,11 @@ a header libjpeg-turbo does not read): the caller then decodes with Pillow as be
 libjpeg-turbo reports as corrupt also goes to Pillow, so such files keep today's behaviour (an
 error, or Pillow's tolerant decode) rather than a second opinion.
 
-``scale_to``: decode in the DCT domain at the smallest scale (``k/8`` of each side, ``k`` 1 to 8)
-whose result is still at least that ``(height, width)``, when the caller will shrink the image anyway.
-Not bit-identical to a full decode followed by the resize (see ``Predictor(fast_decode=True)``).
+``scale_to``: decode in the DCT domain at the smallest of 1/2, 1/4 or 1/8 of each side whose
+result is still at least that ``(height, width)``, when the caller will shrink the image anyway
+(only these scales are fast in libjpeg-turbo: 5/8 of bus.jpg took 3.3 ms against 3.1 for the full
+decode and 1.7 for 1/2). Not bit-identical to a full decode followed by the resize; the Predictor
+does not use it yet.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None) -> n
     options: dict[str, Any] = {}
     if scale_to is not None:
         th, tw = scale_to if orientation < 5 else scale_to[::-1]  # the stored image's sides
-        options = {"min_height": int(th), "min_width": int(tw)}
+        f = max((f for f in (1, 2, 4, 8) if -(-h // f) >= th and -(-w // f) >= tw), default=1)
+        options = {"min_height": -(-h // f), "min_width": -(-w // f)}  # libjpeg-turbo then decodes at 1/f
     try:
         pixels = sj.decode_jpeg(data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True, **options)
     except (ValueError, RuntimeError):

@@ -64,3 +64,23 @@ def test_session_options_passthrough(detector_path):
     assert eng.run({"images": np.zeros((1, 3, 64, 64), np.float32)})[0].shape[1] == 22
     with pytest.raises(ms.InvalidInputError, match="intra_op_threads"):
         OnnxRuntimeEngine(str(detector_path), intra_op_threads=-2)
+
+
+def test_idle_threads_do_not_spin_by_default(detector_path):
+    """Spinning intra-op threads make concurrent runs steal each other's cores (benchmarks/cores.py):
+    off unless asked for; a caller's own SessionOptions are left as they are."""
+    import onnxruntime
+
+    key = "session.intra_op.allow_spinning"
+
+    def spinning(eng):
+        return eng._session.get_session_options().get_session_config_entry(key)
+
+    assert spinning(OnnxRuntimeEngine(str(detector_path))) == "0"
+    assert spinning(OnnxRuntimeEngine(str(detector_path), spinning=True)) == "1"
+    own = onnxruntime.SessionOptions()
+    own.add_session_config_entry(key, "1")
+    assert spinning(OnnxRuntimeEngine(str(detector_path), session_options=own)) == "1"
+    assert spinning(OnnxRuntimeEngine(str(detector_path), session_options=own, spinning=False)) == "0"
+    with pytest.raises(ms.InvalidInputError, match="spinning must be a bool"):
+        OnnxRuntimeEngine(str(detector_path), spinning="no")
