@@ -4,10 +4,11 @@ Accepted: a path (``str`` / ``os.PathLike``) of a regular file, encoded ``bytes`
 ``PIL.Image.Image``, or a numpy uint8 array shaped ``HxW`` (grayscale), ``HxWx1``, ``HxWx3`` or
 ``HxWx4`` (alpha dropped). Files and bytes are decoded with their EXIF orientation applied: JPEGs
 by libjpeg-turbo through ``simplejpeg`` (BGR, the pixels OpenCV's ``imdecode`` gives, see
-``_jpeg.py``), everything else by Pillow (RGB). Numpy arrays are BGR by default, as OpenCV gives them; pass ``channels="rgb"`` for RGB
-arrays. Anything that goes wrong while decoding (a corrupt file, a FIFO or device given as a path,
-a closed PIL image, a decoder that another library patched and that fails) raises
-:class:`InvalidInputError` with the cause chained; a path is never opened in a way that can block.
+``_jpeg.py``), everything else by Pillow (RGB). Numpy arrays are BGR by default, as OpenCV gives
+them; pass ``channels="rgb"`` for RGB arrays. Anything that goes wrong while decoding (a corrupt
+file, a FIFO or device given as a path, a closed PIL image, a decoder that another library patched
+and that fails) raises :class:`InvalidInputError` with the cause chained; a path is never opened in
+a way that can block.
 """
 
 from __future__ import annotations
@@ -25,10 +26,27 @@ __all__ = ["Image", "load_image", "is_single_image"]
 
 
 class Image(NamedTuple):
-    """A decoded image: ``pixels`` is C-contiguous ``HxWx3`` uint8; ``bgr`` tells the channel order."""
+    """A decoded image: ``pixels`` is C-contiguous ``HxWx3`` uint8; ``bgr`` tells the channel order.
+    ``orig_hw``: the image's real size when ``pixels`` was decoded smaller (a DCT-scaled JPEG,
+    ``fast_decode``); None when ``pixels`` is the image at its size."""
 
     pixels: np.ndarray
     bgr: bool
+    orig_hw: tuple[int, int] | None = None
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """The image's size, ``(height, width)``: what results are in."""
+        return self.orig_hw or (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+    def full_pixels(self) -> np.ndarray:
+        """``pixels`` at the image's size (a scaled decode resized back up, bilinear, for pictures)."""
+        if self.orig_hw is None or self.orig_hw == self.pixels.shape[:2]:
+            return self.pixels
+        from PIL import Image as PILImage
+
+        h, w = self.orig_hw
+        return np.asarray(PILImage.fromarray(self.pixels).resize((w, h), PILImage.Resampling.BILINEAR))
 
 
 def is_single_image(obj: Any) -> bool:
@@ -78,7 +96,7 @@ def _open_file(path: str) -> IO[bytes]:
         raise InvalidInputError(f"cannot open image file {path!r}: {exc}") from exc
 
 
-def _open(source: Any, what: str) -> Image:
+def _open(source: Any, what: str, target: Any = None) -> Image:
     """Decode a path or a file object: a JPEG by libjpeg-turbo (``_jpeg``), else (or where that
     does not apply) by Pillow."""
     from PIL import Image as PILImage
@@ -88,10 +106,11 @@ def _open(source: Any, what: str) -> Image:
         magic = fh.read(3)
         if _jpeg.is_jpeg(magic) and _jpeg.available():
             data = magic + fh.read()
-            pixels = _jpeg.decode(data, what)
-            if pixels is not None:
+            decoded = _jpeg.decode(data, what, target=target)
+            if decoded is not None:
                 fh.close()
-                return Image(pixels, bgr=True)
+                pixels, hw = decoded
+                return Image(pixels, True, None if hw == pixels.shape[:2] else hw)
             fh = io.BytesIO(data)
         else:
             fh.seek(0)
@@ -136,8 +155,12 @@ def _from_array(arr: np.ndarray, channels: str) -> Image:
 _U8 = np.dtype(np.uint8)
 
 
-def load_image(source: Any, channels: str = "bgr") -> Image:
-    """Decode one image from any accepted form; raises :class:`InvalidInputError` otherwise."""
+def load_image(source: Any, channels: str = "bgr", target: Any = None) -> Image:
+    """Decode one image from any accepted form; raises :class:`InvalidInputError` otherwise.
+
+    ``target``: for a JPEG path or bytes, ``target((h, w)) -> (th, tw)``, the smallest size the
+    caller needs of an image of size ``(h, w)``: the JPEG is then decoded at 1/2, 1/4 or 1/8 when
+    that still covers it (``Image.orig_hw`` keeps the real size). Other sources ignore it."""
     if channels not in ("bgr", "rgb"):
         raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
     if isinstance(source, np.ndarray):
@@ -145,12 +168,12 @@ def load_image(source: Any, channels: str = "bgr") -> Image:
             return Image(source, channels == "bgr")  # the common case, as OpenCV gives frames
         return _from_array(source, channels)
     if isinstance(source, (str, os.PathLike)):
-        return _open(os.fspath(source), f"image file {os.fspath(source)!r}")
+        return _open(os.fspath(source), f"image file {os.fspath(source)!r}", target)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
             raise InvalidInputError("cannot decode image bytes: got 0 bytes")
-        return _open(io.BytesIO(data), f"image bytes ({len(data)} bytes)")
+        return _open(io.BytesIO(data), f"image bytes ({len(data)} bytes)", target)
     from PIL import Image as PILImage
 
     if isinstance(source, PILImage.Image):

@@ -74,9 +74,12 @@ def _max_pixels() -> int | None:
     return None if limit is None else 2 * int(limit)
 
 
-def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None) -> np.ndarray | None:
-    """The BGR ``HxWx3`` pixels of a JPEG with its EXIF orientation applied, or None (see the
-    module doc). Raises :class:`InvalidInputError` for an image over Pillow's pixel limit."""
+def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None,
+           target: Any = None) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """``(pixels, (height, width))``: the BGR ``HxWx3`` pixels of a JPEG with its EXIF orientation
+    applied, and the image's full upright size (the pixels' own unless scaled); or None (see the
+    module doc). ``target``: ``target((height, width)) -> scale_to``, asked once the size is known.
+    Raises :class:`InvalidInputError` for an image over Pillow's pixel limit."""
     sj = _simplejpeg()
     if sj is None or not is_jpeg(data):
         return None
@@ -89,6 +92,9 @@ def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None) -> n
         raise InvalidInputError(f"refusing to decode {what}: {w}x{h} = {w * h} pixels is over the limit of "
                                 f"{limit} (PIL.Image.MAX_IMAGE_PIXELS x 2), a possible decompression bomb")
     orientation = _orientation(data)
+    upright = (int(h), int(w)) if orientation < 5 else (int(w), int(h))
+    if target is not None:
+        scale_to = target(upright)
     options: dict[str, Any] = {}
     if scale_to is not None:
         th, tw = scale_to if orientation < 5 else scale_to[::-1]  # the stored image's sides
@@ -98,7 +104,7 @@ def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None) -> n
         pixels = sj.decode_jpeg(data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True, **options)
     except (ValueError, RuntimeError):
         return None
-    return _oriented(pixels, orientation)
+    return _oriented(pixels, orientation), upright
 
 
 def _orientation(data: bytes) -> int:

@@ -174,10 +174,13 @@ class Geometry(NamedTuple):
 
 
 def geometry(source_hw: tuple[int, int], new_shape: tuple[int, int], auto: bool, stride: int,
-             kernels: bool) -> Geometry:
-    """The :class:`Geometry` of one source size (``kernels``: whether to build the kernel's plan)."""
+             kernels: bool, pixels_hw: tuple[int, int] | None = None) -> Geometry:
+    """The :class:`Geometry` of one source size (``kernels``: whether to build the kernel's plan).
+    ``pixels_hw``: the size of the pixels actually letterboxed when they are a scaled decode of a
+    ``source_hw`` image: the layout and the box scaling stay ``source_hw``'s, the plan resizes
+    from ``pixels_hw``."""
     layout = letterbox_geometry(source_hw, new_shape, auto=auto, stride=stride)
-    (h, w), (oh, ow) = layout.source_hw, layout.output_hw
+    (h, w), (oh, ow) = pixels_hw or layout.source_hw, layout.output_hw
     plan = kernel_plan(h, w, oh, ow, layout.resized_wh, layout.pad_lt) if kernels else None
     return Geometry(layout, plan, scale_row(layout.output_hw, layout.source_hw))
 

@@ -65,6 +65,7 @@ def load(
     batching: Batching | bool | None = None,
     registry: Registry | None = None,
     lock: str | os.PathLike[str] | None = None,
+    fast_decode: bool = False,
 ) -> Predictor:
     """Load a detector and return a thread-safe :class:`Predictor`.
 
@@ -91,6 +92,10 @@ def load(
     task's layout (see :mod:`modelserve.tasks`), else :class:`ModelLoadError` says what was
     expected and found.
     ``channels``: channel order of numpy inputs, ``"bgr"`` (OpenCV) or ``"rgb"``.
+    ``fast_decode``: decode JPEG paths and bytes in the DCT domain at 1/2, 1/4 or 1/8 of each side
+    when that still covers the size the image is letterboxed to (detect, segment, pose, obb,
+    RT-DETR; a classifier decodes fully). Faster, but not bit-identical to Ultralytics: results are
+    still in the image's own pixels, boxes move by a fraction of a pixel (``benchmarks/RESULTS.md``).
     ``engine_options``: passed to the engine (e.g. ``{"intra_op_threads": 2}`` for ONNX Runtime,
     ``{"performance_hint": "throughput"}`` for OpenVINO, ``{"fp16": True}`` for TensorRT). Models
     loaded from a registry keep compiled artifacts (OpenVINO cache, TensorRT plans) in its artifact
@@ -113,7 +118,8 @@ def load(
         eng = _open(source, engine, device, registry, lock, hints, engine_options)
     try:
         info = _model_info(eng, task, names)
-        predictor = Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task)
+        predictor = Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task,
+                              fast_decode=fast_decode)
     except BaseException:
         if not isinstance(source, Engine):
             eng.close()
@@ -174,7 +180,23 @@ def _model_info(eng: Engine, task: str | None, names: Mapping[int, str] | Sequen
     nc = None
     if len(shape) >= 2 and shape[1] is not None:
         if said == "detect" and len(shape) == 3:
+            if names is None and "names" not in eng.metadata:
+                _refuse_rows_layout(shape)
             nc = shape[1] - 4
         elif said == "classify" and len(shape) == 2:
             nc = shape[1]
     return parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
+
+
+def _refuse_rows_layout(shape: tuple[Any, ...]) -> None:
+    """A detector output without metadata that has more channels than boxes is not Ultralytics'
+    ``[B, 4 + nc, boxes]`` (which would claim thousands of classes): refuse it rather than guess."""
+    channels, rows = shape[1], shape[2]
+    if rows is None or channels <= rows:
+        return
+    raise ModelLoadError(
+        f"the detector output {list(shape)} has no Ultralytics metadata and reads as [batch, {channels} boxes, "
+        f"{rows} columns], not Ultralytics' [batch, 4+classes, boxes]: that is the layout of YOLOv5/YOLOv7/YOLOX "
+        f"exports from their own repositories ([batch, boxes, 5+classes], with objectness), or of end-to-end "
+        f"rows [batch, N, 6], which modelserve does not read without metadata yet. Export with Ultralytics "
+        f"(`yolo export format=onnx`), or give names= and the task if this is an Ultralytics model")

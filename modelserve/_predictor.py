@@ -78,6 +78,7 @@ class Predictor:
         channels: str = "bgr",
         batching: Batching | None = None,
         task: str | None = None,
+        fast_decode: bool = False,
     ) -> None:
         if channels not in ("bgr", "rgb"):
             raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
@@ -95,8 +96,11 @@ class Predictor:
         self._input = spec
         self._otype = OTYPES[spec.dtype.char]
         self._head = head_for(engine, info, task)
+        #: decode JPEGs in the DCT domain at 1/2, 1/4 or 1/8 when the letterboxed size allows it
+        #: (faster, not bit-identical; letterbox tasks only: a classifier always decodes fully)
+        self.fast_decode = bool(fast_decode) and self._head.scaled_input
         self._run_limit = self._head.run_limit(engine)
-        self._geometries: dict[tuple[int, int], Any] = {}
+        self._geometries: dict[Any, Any] = {}  # image size (or real size, decoded size) -> geometry
         self._fixed_batch = spec.shape[0]
         h, w = spec.shape[2], spec.shape[3]
         stride = info.stride
@@ -143,8 +147,24 @@ class Predictor:
 
     # -- the pipeline ---------------------------------------------------------------------------
     def _geometry(self, image: Image) -> Any:
-        """The letterbox layout, kernel plan and box scaling of this image's size (cached)."""
-        return self._geometry_hw(image.pixels.shape[:2])
+        """The letterbox layout, kernel plan and box scaling of this image's size (cached); for a
+        scaled decode (``fast_decode``), the layout of its real size with a plan from its pixels."""
+        if image.orig_hw is None:
+            return self._geometry_hw(image.pixels.shape[:2])
+        key = (image.orig_hw, image.pixels.shape[:2])
+        geometry = self._geometries.get(key)
+        if geometry is None:
+            geometry = self._head.geometry(image.orig_hw, self.imgsz, self.dynamic, self.info.stride,
+                                           pixels_hw=key[1])
+            if len(self._geometries) >= _MAX_GEOMETRIES:
+                self._geometries.clear()
+            self._geometries[key] = geometry
+        return geometry
+
+    def _decode_target(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The size an image of size ``hw`` is resized to before padding (``fast_decode``'s floor)."""
+        rw, rh = self._geometry_hw(hw).layout.resized_wh
+        return int(rh), int(rw)
 
     def _geometry_hw(self, hw: tuple[int, int]) -> Any:
         geometry = self._geometries.get(hw)
@@ -308,7 +328,9 @@ class Predictor:
                 _log.exception("modelserve: a Predictor observer raised (ignored)")
 
     def _decode(self, source: Any) -> Image:
-        return source if isinstance(source, Image) else load_image(source, self.channels)
+        if isinstance(source, Image):
+            return source
+        return load_image(source, self.channels, self._decode_target if self.fast_decode else None)
 
     def _input_hw(self, orig_shape: tuple[int, int]) -> tuple[int, int]:
         """The model-input size an image of ``orig_shape`` is letterboxed to (for the log lines)."""

@@ -47,7 +47,8 @@ class ResultBase:
         kept = self.__dict__.get("_image")
         if kept is None:
             return None
-        return kept.pixels if kept.bgr else np.ascontiguousarray(kept.pixels[..., ::-1])
+        pixels = kept.full_pixels()  # a scaled decode (fast_decode) resized to the image's size
+        return pixels if kept.bgr else np.ascontiguousarray(pixels[..., ::-1])
 
     def _picture(self, image: Any) -> tuple[Any, bool]:
         if image is not None:
@@ -56,7 +57,7 @@ class ResultBase:
         if kept is None:
             raise InvalidInputError("this result holds no image (it was not made by a Predictor, or was pickled): "
                                     "pass the image, e.g. r.plot(image)")
-        return kept.pixels, bool(kept.bgr)
+        return kept.full_pixels(), bool(kept.bgr)
 
     def plot(self, image: Any = None, *, rgb: bool = False, **options: Any) -> np.ndarray:
         """The image annotated with this result (boxes, labels and confidences, masks, keypoints,

@@ -55,8 +55,13 @@ class Head:
         return f"<{type(self).__name__} task={self.task} {kind} classes={self.nc}>"
 
     # -- preprocessing (Ultralytics' LetterBox: centred, grey padding) ----------------------------
-    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
-        return _letterbox.geometry(source_hw, imgsz, dynamic, stride, self.kernels)
+    #: whether images may be decoded smaller than their size (``fast_decode``): a letterbox head
+    #: resizes them anyway; heads that crop (classification) say False
+    scaled_input = True
+
+    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,
+                 pixels_hw: tuple[int, int] | None = None) -> Any:
+        return _letterbox.geometry(source_hw, imgsz, dynamic, stride, self.kernels, pixels_hw)
 
     def fill(self, pixels: np.ndarray, bgr: bool, geometry: Any, out: np.ndarray, otype: int) -> None:
         _letterbox.fill(geometry.layout, geometry.plan, pixels, out, otype, PAD_VALUE, bgr)

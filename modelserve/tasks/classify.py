@@ -143,7 +143,10 @@ class ClassifyHead(Head):
     def ranks(self) -> tuple[int, ...]:
         return (2,)
 
-    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
+    scaled_input = False  # the crop reads the image's own pixels: never a scaled decode
+
+    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,
+                 pixels_hw: tuple[int, int] | None = None) -> Any:
         h, w = source_hw
         th, tw = imgsz
         if th == tw:  # torchvision Resize(int): the short side to the size, the long one int(size * long / short)

@@ -55,7 +55,7 @@ class DetectHead(Head):
                 check_scores(det[:, 4], sorted_desc=False)
                 check_class_ids(det[:, 5], self.nc, E2E_COLUMNS)
                 _letterbox.scale_with(det[:, :4], geometry.scale)
-                out.append(Detections._from_rows(det, names, image.pixels.shape[:2]))
+                out.append(Detections._from_rows(det, names, image.hw))
             return out
         raw, corners = _nms.model_boxes(outs[0])
         if raw.shape[1] != 4 + self.nc:
@@ -66,5 +66,5 @@ class DetectHead(Head):
         results = []
         for (xyxy, conf, cls_), image in zip(arrays, images):
             check_scores(conf, sorted_desc=True)
-            results.append(Detections._trusted(xyxy, conf, cls_, names, image.pixels.shape[:2]))
+            results.append(Detections._trusted(xyxy, conf, cls_, names, image.hw))
         return results

@@ -72,4 +72,4 @@ class OBBHead(Head):
         corners = xywhr_corners(xywhr)
         xyxy = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).astype(np.float32)
         return Detections._trusted(np.ascontiguousarray(xyxy), rows[:, 4].copy(), rows[:, 5].astype(np.int64),
-                                   self.names, image.pixels.shape[:2], xywhr=xywhr)
+                                   self.names, image.hw, xywhr=xywhr)

@@ -87,4 +87,4 @@ class PoseHead(Head):
         scale_points(kpts, geometry.scale)
         xyxy = _letterbox.scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
         return Detections._trusted(xyxy, det[:, 4].copy(), det[:, 5].astype(np.int64), self.names,
-                                   image.pixels.shape[:2], keypoints=kpts)
+                                   image.hw, keypoints=kpts)

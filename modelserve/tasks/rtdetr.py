@@ -42,11 +42,13 @@ class RTDETRHead(Head):
                                  f"{', '.join(fmt(s) for s in shapes)}")
         return cls(info, [0])
 
-    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int) -> Any:
+    def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,
+                 pixels_hw: tuple[int, int] | None = None) -> Any:
         h, w = source_hw
         th, tw = imgsz  # LetterBox(scale_fill=True): resize to exactly the input size, no padding
         layout = _letterbox.LetterboxInfo((h, w), (th, tw), min(th / h, tw / w), (tw, th), (0, 0))
-        plan = _letterbox.kernel_plan(h, w, th, tw, (tw, th), (0, 0)) if self.kernels else None
+        ph, pw = pixels_hw or (h, w)
+        plan = _letterbox.kernel_plan(ph, pw, th, tw, (tw, th), (0, 0)) if self.kernels else None
         return _Stretch(layout, plan, np.zeros(12, np.float32))
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
@@ -60,7 +62,7 @@ class RTDETRHead(Head):
             det = end2end_filter(rows, opts)  # Ultralytics: score > conf, classes, the first max_det
             check_scores(det[:, 4], sorted_desc=False)
             check_class_ids(det[:, 5], self.nc, COLUMNS)
-            oh, ow = image.pixels.shape[:2]
+            oh, ow = image.hw
             xyxy = _corners(det[:, :4], ow, oh, np.float16 if half else np.float32)
             results.append(Detections._trusted(np.ascontiguousarray(xyxy, dtype=np.float32), det[:, 4].copy(),
                                                det[:, 5].astype(np.int64), self.names, (oh, ow)))

@@ -62,7 +62,7 @@ class SegmentHead(Head):
         return results
 
     def _result(self, det: np.ndarray, coeffs: np.ndarray, protos: np.ndarray, image: Any, geometry: Any) -> Detections:
-        hw = image.pixels.shape[:2]
+        hw = image.hw
         xyxy = _letterbox.scale_with(np.ascontiguousarray(det[:, :4]), geometry.scale)
         crops = process_masks(np.ascontiguousarray(coeffs, dtype=np.float32), protos, xyxy,
                                      geometry.layout.output_hw, hw)

@@ -356,18 +356,21 @@ def test_a_config_file_deploys_and_changes_batching_live(det_app, registry, dash
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         deadline = time.monotonic() + 90
+        seen: list = []
         while time.monotonic() < deadline:
             try:
                 handle = serve.get_app_handle("det")
                 seen = [handle.describe.remote().result()["batching"]["max_batch_size"] for _ in range(4)]
+                states = serve.status().applications["det"].deployments["det"].replica_states
             except Exception:  # noqa: BLE001 - the app is being replaced during the first deploy
-                seen = []
-            if seen and set(seen) == {max_batch_size} and replicas() == 2:
+                seen, states = [], {}
+            if seen and set(seen) == {max_batch_size} and states == {"RUNNING": 2} \
+                    and len(replica_actor_names()) == 2:
                 return
             time.sleep(0.5)
         pytest.fail(f"the deployment did not reach max_batch_size={max_batch_size}: {seen}")
 
-    deploy(8)  # from serve.run to the config file: Ray rolls the replicas over
+    deploy(6)  # from serve.run to the config file: Ray rolls the replicas over (6: not the old app's 8)
     before = sorted(replica_actor_names())
     deploy(4)
     assert sorted(replica_actor_names()) == before  # reconfigured in place, not restarted
