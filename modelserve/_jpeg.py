@@ -80,13 +80,10 @@ def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None,
     applied, and the image's full upright size (the pixels' own unless scaled); or None (see the
     module doc). ``target``: ``target((height, width)) -> scale_to``, asked once the size is known.
     Raises :class:`InvalidInputError` for an image over Pillow's pixel limit."""
-    sj = _simplejpeg()
-    if sj is None or not is_jpeg(data):
+    stored = header(data)
+    if stored is None:
         return None
-    try:
-        h, w, _, _ = sj.decode_jpeg_header(data)
-    except (ValueError, RuntimeError):
-        return None
+    h, w = stored
     limit = _max_pixels()
     if limit is not None and h * w > limit:
         raise InvalidInputError(f"refusing to decode {what}: {w}x{h} = {w * h} pixels is over the limit of "
@@ -101,7 +98,7 @@ def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None,
         f = max((f for f in (1, 2, 4, 8) if -(-h // f) >= th and -(-w // f) >= tw), default=1)
         options = {"min_height": -(-h // f), "min_width": -(-w // f)}  # libjpeg-turbo then decodes at 1/f
     try:
-        pixels = sj.decode_jpeg(data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True, **options)
+        pixels = _simplejpeg().decode_jpeg(data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True, **options)
     except (ValueError, RuntimeError):
         return None
     return _oriented(pixels, orientation), upright
