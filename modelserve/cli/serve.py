@@ -18,7 +18,8 @@ Needs ``pip install modelserve[server]``.
 A config file is JSON: ``{"models": {"det": {"source": "det@prod", "max_batch_size": 16, "conf": 0.3},
 "seg": {"source": "yolo11n-seg.onnx", "engine": "openvino"}}}``; per model: ``source`` (required),
 ``engine``, ``device``, ``imgsz``, ``conf``, ``iou``, ``max_det``, ``max_batch_size``,
-``max_delay_ms``, ``max_queue_size`` (the command line's values are the defaults).
+``max_delay_ms``, ``max_queue_size``, ``max_concurrent_batches`` (the command line's values are
+the defaults).
 ``--registry DIR``: the registry references resolve in (default ``$MODELSERVE_HOME``, else the user
 cache dir). ``--lock FILE``: every registry reference is resolved through its pin in that lock file
 (``modelserve registry lock``), whatever its aliases say now, and refused unless pinned there with
@@ -84,6 +85,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=8, help="most images per engine batch (default 8)")
     p.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a batch waits to fill (default 2)")
     p.add_argument("--max-queue-size", type=int, help="most queued images before 503 (default 8 x batch size)")
+    p.add_argument("--concurrent-batches", type=int,
+                   help="engine batches of one model that may run at once (default: the CPU's cores, at most 4, "
+                        "on cpu; 1 on a GPU)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB (default 64)")
     p.add_argument("--max-pixels", type=int, help="most pixels of one image (default 40 million)")
     p.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
@@ -104,11 +108,23 @@ def _load_options(args: argparse.Namespace, options: dict[str, Any], registry: A
         if args.lock is not None:
             opts["lock"] = args.lock
     batching = {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
-                "max_queue_size": args.max_queue_size}
+                "max_queue_size": args.max_queue_size, "max_concurrent_batches": args.concurrent_batches}
     batching.update({k: opts.pop(k) for k in _BATCH_KEYS if k in opts})
     opts.setdefault("engine", args.engine)
     opts.setdefault("device", args.device)
+    if batching["max_concurrent_batches"] is None:
+        batching["max_concurrent_batches"] = default_concurrent_batches(str(opts["device"]))
     return {"batching": Batching(**batching), **opts}
+
+
+def default_concurrent_batches(device: str) -> int:
+    """How many engine batches of one model run at once by default: on the CPU one per core, at
+    most 4 (a server's callers are concurrent; with 4+ callers on 2 cores, 2 workers gave 72 images/s
+    against 55-62 for one, ``benchmarks/RESULTS.md`` "Cores"); on a GPU 1 (one stream, one context)."""
+    if not device.startswith("cpu"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -147,8 +163,8 @@ def _metrics() -> object | None:
 
 
 _MODEL_KEYS = {"source", "engine", "device", "imgsz", "conf", "iou", "max_det", "max_batch_size", "max_delay_ms",
-               "max_queue_size"}
-_BATCH_KEYS = ("max_batch_size", "max_delay_ms", "max_queue_size")
+               "max_queue_size", "max_concurrent_batches"}
+_BATCH_KEYS = ("max_batch_size", "max_delay_ms", "max_queue_size", "max_concurrent_batches")
 
 
 def config_models(path: str) -> list[tuple[str, dict[str, Any]]]:

@@ -56,6 +56,26 @@ def test_serve_parses_its_defaults():
     assert (args.host, args.http_port, args.models) == ("127.0.0.1", 8000, ["a.onnx", "b=c.onnx"])
 
 
+def test_engine_batches_run_one_per_core_on_the_cpu_by_default(monkeypatch):
+    """A server's callers are concurrent: on the CPU one engine batch per core (at most 4) may run at
+    once (benchmarks/RESULTS.md, "Cores"); on a GPU one; --concurrent-batches and a model's
+    max_concurrent_batches override it."""
+    from modelserve.cli import serve
+
+    monkeypatch.setattr(serve.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
+    assert serve.default_concurrent_batches("cpu") == 4
+    monkeypatch.setattr(serve.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert serve.default_concurrent_batches("cpu") == 2
+    assert serve.default_concurrent_batches("cuda:0") == 1
+    args = cli.build_parser().parse_args(["serve", "a.onnx"])
+    assert serve._load_options(args, {"source": "a.onnx"})["batching"].max_concurrent_batches == 2
+    assert serve._load_options(args, {"source": "a.onnx", "device": "cuda"})["batching"].max_concurrent_batches == 1
+    assert serve._load_options(args, {"source": "a.onnx", "max_concurrent_batches": 3})[
+        "batching"].max_concurrent_batches == 3
+    args = cli.build_parser().parse_args(["serve", "a.onnx", "--concurrent-batches", "1"])
+    assert serve._load_options(args, {"source": "a.onnx"})["batching"].max_concurrent_batches == 1
+
+
 def test_two_models_of_one_name_are_refused(tmp_path, capsys):
     assert cli.main(["serve", "x=a.onnx", "x=b.onnx"]) == 1
     assert "name them" in capsys.readouterr().err
