@@ -96,32 +96,37 @@ def _open_file(path: str) -> IO[bytes]:
         raise InvalidInputError(f"cannot open image file {path!r}: {exc}") from exc
 
 
-def _open(source: Any, what: str, target: Any = None) -> Image:
-    """Decode a path or a file object: a JPEG by libjpeg-turbo (``_jpeg``), else (or where that
-    does not apply) by Pillow."""
-    from PIL import Image as PILImage
+def _jpeg_image(data: bytes, what: str, target: Any) -> Image | None:
+    """``data`` decoded by libjpeg-turbo (``_jpeg``), or None where that does not apply."""
+    decoded = _jpeg.decode(data, what, target=target)
+    if decoded is None:
+        return None
+    pixels, hw = decoded
+    return Image(pixels, True, None if hw == pixels.shape[:2] else hw)
 
-    fh = _open_file(source) if isinstance(source, str) else source
+
+def _open_path(path: str, what: str, target: Any) -> Image:
+    """Decode an image file: a JPEG by libjpeg-turbo, else (or where that does not apply) by Pillow."""
+    fh = _open_file(path)
     try:
         magic = fh.read(3)
-        if _jpeg.is_jpeg(magic) and _jpeg.available():
-            data = magic + fh.read()
-            decoded = _jpeg.decode(data, what, target=target)
-            if decoded is not None:
-                fh.close()
-                pixels, hw = decoded
-                return Image(pixels, True, None if hw == pixels.shape[:2] else hw)
-            fh = io.BytesIO(data)
-        else:
+        if not (_jpeg.is_jpeg(magic) and _jpeg.available()):
             fh.seek(0)
-    except InvalidInputError:
-        fh.close()
-        raise
+            return _open(fh, what)
+        data = magic + fh.read()
     except OSError as exc:
         fh.close()
         raise InvalidInputError(f"cannot read {what}: {exc}") from exc
+    fh.close()
+    return _jpeg_image(data, what, target) or _open(io.BytesIO(data), what)
+
+
+def _open(source: Any, what: str) -> Image:
+    """Decode a file object by Pillow (closed on the way out)."""
+    from PIL import Image as PILImage
+
     try:
-        with fh, PILImage.open(fh) as img:
+        with source, PILImage.open(source) as img:
             return _decode_pil(img, what)
     except InvalidInputError:
         raise
@@ -168,12 +173,13 @@ def load_image(source: Any, channels: str = "bgr", target: Any = None) -> Image:
             return Image(source, channels == "bgr")  # the common case, as OpenCV gives frames
         return _from_array(source, channels)
     if isinstance(source, (str, os.PathLike)):
-        return _open(os.fspath(source), f"image file {os.fspath(source)!r}", target)
+        return _open_path(os.fspath(source), f"image file {os.fspath(source)!r}", target)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
             raise InvalidInputError("cannot decode image bytes: got 0 bytes")
-        return _open(io.BytesIO(data), f"image bytes ({len(data)} bytes)", target)
+        what = f"image bytes ({len(data)} bytes)"
+        return _jpeg_image(data, what, target) or _open(io.BytesIO(data), what)
     from PIL import Image as PILImage
 
     if isinstance(source, PILImage.Image):

@@ -12,11 +12,11 @@ a header libjpeg-turbo does not read): the caller then decodes with Pillow as be
 libjpeg-turbo reports as corrupt also goes to Pillow, so such files keep today's behaviour (an
 error, or Pillow's tolerant decode) rather than a second opinion.
 
-``scale_to``: decode in the DCT domain at the smallest of 1/2, 1/4 or 1/8 of each side whose
-result is still at least that ``(height, width)``, when the caller will shrink the image anyway
-(only these scales are fast in libjpeg-turbo: 5/8 of bus.jpg took 3.3 ms against 3.1 for the full
-decode and 1.7 for 1/2). Not bit-identical to a full decode followed by the resize; the Predictor
-does not use it yet.
+``target``: ``target((height, width)) -> (th, tw)``, the smallest size the caller needs of the
+upright image: it is then decoded in the DCT domain at the smallest of 1/2, 1/4 or 1/8 of each
+side that still covers it, when the caller will shrink the image anyway (only these scales are
+fast in libjpeg-turbo: 5/8 of bus.jpg took 3.3 ms against 3.1 for the full decode and 1.7 for
+1/2). Not bit-identical to a full decode followed by the resize: ``ms.load(fast_decode=True)``.
 """
 
 from __future__ import annotations
@@ -74,12 +74,11 @@ def _max_pixels() -> int | None:
     return None if limit is None else 2 * int(limit)
 
 
-def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None,
-           target: Any = None) -> tuple[np.ndarray, tuple[int, int]] | None:
+def decode(data: bytes, what: str, target: Any = None) -> tuple[np.ndarray, tuple[int, int]] | None:
     """``(pixels, (height, width))``: the BGR ``HxWx3`` pixels of a JPEG with its EXIF orientation
-    applied, and the image's full upright size (the pixels' own unless scaled); or None (see the
-    module doc). ``target``: ``target((height, width)) -> scale_to``, asked once the size is known.
-    Raises :class:`InvalidInputError` for an image over Pillow's pixel limit."""
+    applied, and the image's full upright size (the pixels' own unless scaled by ``target``); or
+    None (see the module doc). Raises :class:`InvalidInputError` for an image over Pillow's pixel
+    limit."""
     stored = header(data)
     if stored is None:
         return None
@@ -90,11 +89,11 @@ def decode(data: bytes, what: str, scale_to: tuple[int, int] | None = None,
                                 f"{limit} (PIL.Image.MAX_IMAGE_PIXELS x 2), a possible decompression bomb")
     orientation = _orientation(data)
     upright = (int(h), int(w)) if orientation < 5 else (int(w), int(h))
-    if target is not None:
-        scale_to = target(upright)
     options: dict[str, Any] = {}
-    if scale_to is not None:
-        th, tw = scale_to if orientation < 5 else scale_to[::-1]  # the stored image's sides
+    if target is not None:
+        th, tw = target(upright)
+        if orientation >= 5:
+            th, tw = tw, th  # the stored image's sides
         f = max((f for f in (1, 2, 4, 8) if -(-h // f) >= th and -(-w // f) >= tw), default=1)
         options = {"min_height": -(-h // f), "min_width": -(-w // f)}  # libjpeg-turbo then decodes at 1/f
     try:

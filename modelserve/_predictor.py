@@ -151,28 +151,23 @@ class Predictor:
         scaled decode (``fast_decode``), the layout of its real size with a plan from its pixels."""
         if image.orig_hw is None:
             return self._geometry_hw(image.pixels.shape[:2])
-        key = (image.orig_hw, image.pixels.shape[:2])
-        geometry = self._geometries.get(key)
-        if geometry is None:
-            geometry = self._head.geometry(image.orig_hw, self.imgsz, self.dynamic, self.info.stride,
-                                           pixels_hw=key[1])
-            if len(self._geometries) >= _MAX_GEOMETRIES:
-                self._geometries.clear()
-            self._geometries[key] = geometry
-        return geometry
+        return self._geometry_hw(image.orig_hw, image.pixels.shape[:2])
 
     def _decode_target(self, hw: tuple[int, int]) -> tuple[int, int]:
         """The size an image of size ``hw`` is resized to before padding (``fast_decode``'s floor)."""
         rw, rh = self._geometry_hw(hw).layout.resized_wh
         return int(rh), int(rw)
 
-    def _geometry_hw(self, hw: tuple[int, int]) -> Any:
-        geometry = self._geometries.get(hw)
+    def _geometry_hw(self, hw: tuple[int, int], pixels_hw: tuple[int, int] | None = None) -> Any:
+        """The geometry of an image of size ``hw`` (cached), whose pixels are ``pixels_hw`` when
+        they are a scaled decode of it."""
+        key = hw if pixels_hw is None else (hw, pixels_hw)
+        geometry = self._geometries.get(key)
         if geometry is None:
-            geometry = self._head.geometry(hw, self.imgsz, self.dynamic, self.info.stride)
+            geometry = self._head.geometry(hw, self.imgsz, self.dynamic, self.info.stride, pixels_hw=pixels_hw)
             if len(self._geometries) >= _MAX_GEOMETRIES:
                 self._geometries.clear()  # many sizes: start over rather than grow without bound
-            self._geometries[hw] = geometry
+            self._geometries[key] = geometry
         return geometry
 
     def _letterbox(self, image: Image, geometry: Any, out: np.ndarray) -> None:

@@ -84,7 +84,7 @@ def pin(model: str, *, registry: str | os.PathLike[str] | None = None, lock: str
     ``$MODELSERVE_HOME``; a path every node mounts) themselves.
     """
     from .. import Registry
-    from .._registry import is_registry_ref, resolve_for_load
+    from .._registry import is_registry_ref, parse_ref, resolve_for_load
 
     if not isinstance(model, str) or not is_registry_ref(model):
         raise InvalidInputError(f"modelserve.ray serves registry versions; register the file first "
@@ -93,7 +93,7 @@ def pin(model: str, *, registry: str | os.PathLike[str] | None = None, lock: str
     if archive not in (False, True, None):
         with tempfile.TemporaryDirectory(prefix="modelserve-pin-") as tmp:
             mv = Registry(Path(tmp) / "registry").import_archive(Path(archive))  # type: ignore[arg-type]
-        name = model.split("@")[0].split(":")[0]
+        name = parse_ref(model).name
         if mv.name != name:
             raise InvalidInputError(f"archive {archive} holds model {mv.name!r}, not {name!r}")
         return Pin(mv.name, mv.version, mv.digest, archive=Path(archive).read_bytes())  # type: ignore[arg-type]

@@ -106,13 +106,13 @@ def test_the_decompression_bomb_limit_still_applies(source, monkeypatch):
 
 def test_scaled_decoding_keeps_at_least_the_asked_size(source):
     data = jpeg(source, quality=90)  # 810x1080
-    assert _jpeg.decode(data, "x", scale_to=(540, 405))[0].shape == (540, 405, 3)  # exactly 1/2
-    assert _jpeg.decode(data, "x", scale_to=(541, 405))[0].shape == (1080, 810, 3)  # 1/2 would be too small
-    assert _jpeg.decode(data, "x", scale_to=(100, 100))[0].shape == (135, 102, 3)  # 1/8, rounded up
+    assert _jpeg.decode(data, "x", target=lambda hw: (540, 405))[0].shape == (540, 405, 3)  # exactly 1/2
+    assert _jpeg.decode(data, "x", target=lambda hw: (541, 405))[0].shape == (1080, 810, 3)  # 1/2 would be too small
+    assert _jpeg.decode(data, "x", target=lambda hw: (100, 100))[0].shape == (135, 102, 3)  # 1/8, rounded up
     exif = Image.Exif()
     exif[0x0112] = 6  # stored 810 wide, shown 1080 wide
     rotated = jpeg(source, quality=90, exif=exif)
-    assert _jpeg.decode(rotated, "x", scale_to=(405, 540))[0].shape == (405, 540, 3)
+    assert _jpeg.decode(rotated, "x", target=lambda hw: (405, 540))[0].shape == (405, 540, 3)
 
 
 def test_the_predictor_gives_ultralytics_pixels_its_results(detector_path, photo):
