@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import assets  # noqa: E402
+from tests import assets  # not `import assets` from tests/ on sys.path: tests/triton would shadow the triton package
 
 
 def _need(fn, *args):

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import assets  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, not tests/ (it would shadow packages)
 from modelserve._images import load_image  # noqa: E402
+from tests import assets  # noqa: E402
 
 PHOTOS = ["bus.jpg", "zidane.jpg", *assets.SKIMAGE_PHOTOS, assets.GRAY_PHOTO]
 

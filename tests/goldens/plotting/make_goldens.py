@@ -21,10 +21,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parents[1]
-sys.path.insert(0, str(TESTS))
-import assets  # noqa: E402
-
+sys.path.insert(0, str(TESTS.parent))  # the repository: tests/ itself on sys.path would shadow packages
 from modelserve._images import load_image  # noqa: E402
+from tests import assets  # noqa: E402
 
 PHOTOS = ["bus.jpg", "zidane.jpg", "astronaut.png"]
 # case model: (file, task, imgsz, modelserve predict options)

@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
-import assets  # noqa: E402
-
+sys.path.insert(0, str(HERE.parents[2]))  # the repository: tests/ itself on sys.path would shadow packages
 from modelserve._images import load_image  # noqa: E402
+from tests import assets  # noqa: E402
 
 PHOTOS = ["bus.jpg", "zidane.jpg", "astronaut.png", "chelsea.png"]
 # model: (task, imgsz)
