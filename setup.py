@@ -103,6 +103,7 @@ setup(
             "prometheus-client>=0.20",
             "tritonclient[http,grpc]>=2.40",  # ... through the real KServe v2 client
             "nudenet==3.4.2",
+            "ddddocr==1.6.1",  # tests/tasks/test_yolox.py: its common_det.onnx, a trained YOLOX, and its own detector
             "scikit-image>=0.21",
             "openvino>=2024.0",
             "ruff>=0.5",  # make lint

@@ -17,6 +17,8 @@ from ._options import PredictOptions
 from ._predictor import Predictor
 from ._registry import Registry, is_registry_ref, resolve_for_load, set_default_describer
 from .batching import Batching
+from .batching.options import default_concurrent_batches
+from .tasks import ROWS_LAYOUTS, detector_layout
 
 __all__ = ["load"]
 
@@ -53,14 +55,16 @@ def load(
     engine: str | type[Engine] = "auto",
     device: str = "cpu",
     imgsz: int | Sequence[int] | None = None,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    max_det: int = 300,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
     classes: Sequence[int] | None = None,
-    agnostic: bool = False,
+    agnostic: bool | None = None,
+    multi_label: bool | None = None,
     names: Mapping[int, str] | Sequence[str] | None = None,
     channels: str = "bgr",
     task: str | None = None,
+    layout: str | None = None,
     engine_options: Mapping[str, Any] | None = None,
     batching: Batching | bool | None = None,
     registry: Registry | None = None,
@@ -86,7 +90,11 @@ def load(
     (default: the model's metadata, else 640; rounded up to the stride; at most
     ``modelserve.ops.MAX_IMGSZ`` = 8192 per side). Fixed-shape models always use their own input size.
     ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
-    with Ultralytics' meanings and defaults. ``names``: class names for models without metadata.
+    with Ultralytics' meanings; unset, the layout's family's own defaults (Ultralytics: 0.25, 0.7,
+    300, all classes, class-aware; YOLOv5/YOLOv7: iou 0.45 and max_det 1000/300; YOLOX: conf 0.1,
+    iou 0.45, class-agnostic). ``multi_label``: YOLOv5/YOLOv7's option, one row per class whose
+    confidence passes ``conf`` (default False, as their ``detect.py``).
+    ``names``: class names for models without metadata.
     ``task``: ``"detect"``, ``"segment"``, ``"pose"``, ``"obb"``, ``"classify"`` or ``"rtdetr"``
     (RT-DETR's detection layout); default: the model's metadata. The outputs must have that
     task's layout (see :mod:`modelserve.tasks`), else :class:`ModelLoadError` says what was
@@ -102,6 +110,8 @@ def load(
     area unless ``cache_dir`` is given.
     ``batching``: ``True`` or a :class:`Batching` to let concurrent ``predict``/``apredict`` calls
     share engine batches through a :class:`MicroBatcher` (``None``/``False``: each call runs alone).
+    ``True`` lets one engine batch per CPU core (at most 4; on a GPU one) run at once, as
+    ``modelserve serve`` does; a :class:`Batching` is used as given (its default is one).
 
     Example::
 
@@ -109,17 +119,19 @@ def load(
         r = p.predict("bus.jpg")
         r.xyxy, r.confidence, r.class_id, r.class_names
     """
-    options = PredictOptions(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
-    batching = _batching(batching)
+    given: dict[str, Any] = {k: v for k, v in dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic,
+                                   multi_label=multi_label).items() if v is not None}
+    PredictOptions(**given)  # refuse bad values before opening the model
+    batching = _batching(batching, str(source.device) if isinstance(source, Engine) else device)
     if isinstance(source, Engine):
         eng = source
     else:
         hints = {"imgsz": imgsz, "max_batch": batching.max_batch_size if batching is not None else None}
         eng = _open(source, engine, device, registry, lock, hints, engine_options)
     try:
-        info = _model_info(eng, task, names)
-        predictor = Predictor(eng, info, imgsz=imgsz, options=options, channels=channels, batching=batching, task=task,
-                              fast_decode=fast_decode)
+        info = _model_info(eng, task, names, layout)
+        predictor = Predictor(eng, info, imgsz=imgsz, options=given, channels=channels, batching=batching, task=task,
+                              fast_decode=fast_decode, layout=layout)
     except BaseException:
         if not isinstance(source, Engine):
             eng.close()
@@ -132,9 +144,11 @@ def load(
     return predictor
 
 
-def _batching(batching: Batching | bool | None) -> Batching | None:
+def _batching(batching: Batching | bool | None, device: str) -> Batching | None:
+    """``True``: the defaults, with one engine batch per core (at most 4) running at once on the
+    CPU and one on a GPU (``default_concurrent_batches``); a :class:`Batching` is taken as it is."""
     if batching is True:
-        return Batching()
+        return Batching(max_concurrent_batches=default_concurrent_batches(device))
     if batching is False or batching is None:
         return None
     if not isinstance(batching, Batching):
@@ -171,32 +185,26 @@ def _artifact_dirs(reg: Registry, digest: str, device: str) -> Callable[[type[En
     return cache_dir_for
 
 
-def _model_info(eng: Engine, task: str | None, names: Mapping[int, str] | Sequence[str] | None) -> Any:
-    """The model's metadata; without names in it or ``names=``, the class count of the two
-    layouts that show it: detect ``[B, 4 + nc, anchors]`` and classify ``[B, nc]`` (other tasks
-    need ``names=``)."""
+def _model_info(eng: Engine, task: str | None, names: Mapping[int, str] | Sequence[str] | None,
+                layout: str | None) -> Any:
+    """The model's metadata; without names in it or ``names=``, the class count of the layouts
+    that show it: detect ``[B, 4 + nc, anchors]``, the rows layouts ``[B, rows, 5 + nc]`` and
+    classify ``[B, nc]`` (end-to-end rows and other tasks need ``names=``)."""
     shape = tuple(eng.outputs[0].shape) if eng.outputs else ()
     said = task or eng.metadata.get("task", "detect")
     nc = None
-    if len(shape) >= 2 and shape[1] is not None:
-        if said == "detect" and len(shape) == 3:
+    if said == "detect" and len(shape) == 3 and len(eng.outputs) == 1:
+        found = detector_layout(shape, tuple(eng.inputs[0].shape[2:4]), eng.metadata, layout)
+        if found in ROWS_LAYOUTS and shape[2] is not None:
+            nc = shape[2] - 5
+        elif found == "end2end":
             if names is None and "names" not in eng.metadata:
-                _refuse_rows_layout(shape)
+                raise ModelLoadError(f"end-to-end detector rows {list(shape)} do not show how many classes the "
+                                     "model has: pass names= (a list, or a dict id -> name)")
+        elif shape[1] is not None:
             nc = shape[1] - 4
-        elif said == "classify" and len(shape) == 2:
-            nc = shape[1]
+    elif said == "classify" and len(shape) == 2 and shape[1] is not None:
+        nc = shape[1]
+    elif said == "detect" and len(shape) == 3 and shape[1] is not None:
+        nc = shape[1] - 4
     return parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
-
-
-def _refuse_rows_layout(shape: tuple[Any, ...]) -> None:
-    """A detector output without metadata that has more channels than boxes is not Ultralytics'
-    ``[B, 4 + nc, boxes]`` (which would claim thousands of classes): refuse it rather than guess."""
-    channels, rows = shape[1], shape[2]
-    if rows is None or channels <= rows:
-        return
-    raise ModelLoadError(
-        f"the detector output {list(shape)} has no Ultralytics metadata and reads as [batch, {channels} boxes, "
-        f"{rows} columns], not Ultralytics' [batch, 4+classes, boxes]: that is the layout of YOLOv5/YOLOv7/YOLOX "
-        f"exports from their own repositories ([batch, boxes, 5+classes], with objectness), or of end-to-end "
-        f"rows [batch, N, 6], which modelserve does not read without metadata yet. Export with Ultralytics "
-        f"(`yolo export format=onnx`), or give names= and the task if this is an Ultralytics model")

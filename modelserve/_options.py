@@ -24,6 +24,7 @@ class PredictOptions:
     max_det: int = 300
     classes: Sequence[int] | None = None
     agnostic: bool = False
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         for key in ("conf", "iou"):
@@ -46,8 +47,9 @@ class PredictOptions:
             if not isinstance(classes, (list, tuple, set, frozenset, np.ndarray)) or len(values) != len(classes):
                 raise InvalidInputError(f"classes must be a list of class ids (ints), got {self.classes!r}")
             object.__setattr__(self, "classes", values)
-        if not isinstance(self.agnostic, (bool, np.bool_)):
-            raise InvalidInputError(f"agnostic must be a bool, got {self.agnostic!r}")
+        for key in ("agnostic", "multi_label"):
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                raise InvalidInputError(f"{key} must be a bool, got {getattr(self, key)!r}")
 
     @functools.cached_property
     def class_array(self) -> np.ndarray | None:
@@ -59,6 +61,6 @@ class PredictOptions:
         values = {k: v for k, v in overrides.items() if v is not None}
         if not values:
             return self
-        base = {k: getattr(self, k) for k in ("conf", "iou", "max_det", "classes", "agnostic")}
+        base = {k: getattr(self, k) for k in ("conf", "iou", "max_det", "classes", "agnostic", "multi_label")}
         base.update(values)
         return PredictOptions(**base)

@@ -74,17 +74,17 @@ class Predictor:
         info: ModelInfo,
         *,
         imgsz: int | Sequence[int] | None = None,
-        options: PredictOptions | None = None,
+        options: PredictOptions | Mapping[str, Any] | None = None,
         channels: str = "bgr",
         batching: Batching | None = None,
         task: str | None = None,
         fast_decode: bool = False,
+        layout: str | None = None,
     ) -> None:
         if channels not in ("bgr", "rgb"):
             raise InvalidInputError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
         self.engine = engine
         self.info = info
-        self.options = options or PredictOptions()
         self.channels = channels
         if len(engine.inputs) != 1:
             raise ModelLoadError(f"expected a detector with one input, got {len(engine.inputs)} inputs")
@@ -95,7 +95,12 @@ class Predictor:
             raise ModelLoadError(f"expected a float32 or float16 model input, got {spec.dtype}")
         self._input = spec
         self._otype = OTYPES[spec.dtype.char]
-        self._head = head_for(engine, info, task)
+        self._head = head_for(engine, info, task, layout)
+        #: the default predict options: ``options`` (a PredictOptions as it is, or the values given,
+        #: over the layout's own defaults: YOLOv5's iou=0.45, YOLOX's conf=0.1 and class-agnostic NMS)
+        self.options = (options if isinstance(options, PredictOptions)
+                        else PredictOptions(**{**self._head.option_defaults, **dict(options or {})}))
+        self._options(multi_label=self.options.multi_label)
         #: decode JPEGs in the DCT domain at 1/2, 1/4 or 1/8 when the letterboxed size allows it
         #: (faster, not bit-identical; letterbox tasks only: a classifier always decodes fully)
         self.fast_decode = bool(fast_decode) and self._head.scaled_input
@@ -124,11 +129,29 @@ class Predictor:
         if batching is not None:
             self._batcher = MicroBatcher(self._run_tensors, group_key=_shape_key, **dataclasses.asdict(batching))
 
+    def _options(self, **overrides: Any) -> PredictOptions:
+        """The call's options: the defaults with the given ones; ``multi_label`` only where the
+        layout has it (YOLOv5/YOLOv7)."""
+        opts = self.options.merged(**overrides)
+        if opts.multi_label and not self._head.multi_label:
+            raise InvalidInputError(f"multi_label=True is YOLOv5/YOLOv7's option; this model's layout is "
+                                    f"{self._head.layout!r}")
+        return opts
+
     # -- properties -----------------------------------------------------------------------------
     @property
     def task(self) -> str:
         """The model's task: ``detect``, ``segment``, ``pose``, ``obb`` or ``classify``."""
         return self._head.task
+
+    @property
+    def layout(self) -> str:
+        """How the model's outputs are read: ``ultralytics``, ``end2end``, ``rtdetr``, ``yolov5``,
+        ``yolov7``, ``yolox`` (detectors) or ``probabilities`` (classifiers)."""
+        head = self._head
+        if head.end2end:
+            return "end2end"
+        return "ultralytics" if head.layout == "yolo" else head.layout
 
     @property
     def _kernels(self) -> bool:
@@ -246,6 +269,7 @@ class Predictor:
         max_det: int | None = None,
         classes: Sequence[int] | None = None,
         agnostic: bool | None = None,
+        multi_label: bool | None = None,
         timeout_ms: float | None = None,
     ) -> Any:
         """Detect objects in one image (a path, bytes, a PIL image, a uint8 array: BGR unless loaded
@@ -263,7 +287,8 @@ class Predictor:
         :class:`DeadlineExceededError` (with batching: still queued; without: before inference).
         """
         src = sources.one_source(images, source)
-        opts = self.options.merged(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        opts = self._options(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic,
+                             multi_label=multi_label)
         timeout_ms = _timeout(timeout_ms)
         batch = _checks.positive_int(batch, "batch")
         _checks.positive_int(vid_stride, "vid_stride")
@@ -402,6 +427,7 @@ class Predictor:
         max_det: int | None = None,
         classes: Sequence[int] | None = None,
         agnostic: bool | None = None,
+        multi_label: bool | None = None,
         timeout_ms: float | None = None,
     ) -> Detections | list[Detections]:
         """``predict`` for asyncio code, on one image or a list; never blocks the event loop (for
@@ -412,12 +438,13 @@ class Predictor:
         hundreds of concurrent coroutines form engine batches together.
         """
         loop = asyncio.get_running_loop()
-        kwargs: dict[str, Any] = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+        kwargs: dict[str, Any] = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic,
+                                      multi_label=multi_label)
         batcher = self._batcher
         if batcher is None:
             call = functools.partial(self.predict, images, timeout_ms=timeout_ms, **kwargs)
             return await loop.run_in_executor(None, call)
-        opts = self.options.merged(**kwargs)
+        opts = self._options(**kwargs)
         timeout_ms = _timeout(timeout_ms)
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         single = is_single_image(images)

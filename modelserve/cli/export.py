@@ -18,6 +18,8 @@ import argparse
 import sys
 from typing import Any
 
+from ..tasks import LAYOUTS
+
 __all__ = ["add_parser", "run"]
 
 
@@ -47,6 +49,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     t.add_argument("--no-pipeline", action="store_true", help="write only the model, not <name>_pipeline")
     t.add_argument("--pipeline-engine", default="auto", help="the engine the pipeline loads in Triton (default auto)")
     t.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    t.add_argument("--layout", choices=LAYOUTS, help="the detector's output layout, for models without Ultralytics "
+                   "metadata whose shape does not say it (e.g. yolox); the pipeline loads it so")
     t.set_defaults(func=run)
     return p
 
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_repository(
         args.ref, args.out, registry=registry, name=args.name, version=args.version, format=args.format,
         batching=batching, preferred_batch_sizes=args.preferred_batch_size, instances=args.instances,
-        device=args.device, pipeline=not args.no_pipeline, pipeline_engine=args.pipeline_engine, force=args.force)
+        device=args.device, pipeline=not args.no_pipeline, pipeline_engine=args.pipeline_engine, force=args.force,
+        load_options={"layout": args.layout} if args.layout else None)
     print(f"wrote {out}", file=sys.stdout)
     return 0

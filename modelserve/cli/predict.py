@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from .._job import batch_predict
+from ..tasks import LAYOUTS
 
 __all__ = ["add_parser", "run"]
 
@@ -50,8 +51,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON lines file for the results (resumable)")
     p.add_argument("--save", metavar="DIR", help="write annotated pictures into DIR")
     p.add_argument("--save-txt", action="store_true", help="write Ultralytics label files into DIR/labels")
-    p.add_argument("--conf", type=float, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--conf", type=float, help="confidence threshold (default: the layout's, 0.25 for Ultralytics)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default: the layout's, 0.7 for Ultralytics)")
+    p.add_argument("--layout", choices=LAYOUTS, help="the detector's output layout, for models without "
+                   "Ultralytics metadata whose shape does not say it (e.g. yolox)")
     p.add_argument("--imgsz", type=_imgsz, help="inference size, 640 or H,W (dynamic models)")
     p.add_argument("--classes", type=_classes, help="keep only these class ids, e.g. 0,2")
     p.add_argument("--max-det", type=int, help="at most this many detections per image")
@@ -67,7 +70,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    thresholds = {k: getattr(args, k) for k in ("conf", "iou", "classes", "max_det") if getattr(args, k) is not None}
+    thresholds = {k: getattr(args, k) for k in ("conf", "iou", "classes", "max_det", "layout")
+                  if getattr(args, k) is not None}
     if args.save_txt and not args.save:
         print("modelserve predict: error: --save-txt needs --save DIR", file=sys.stderr)
         return 2

@@ -18,8 +18,9 @@ Needs ``pip install modelserve[server]``.
 A config file is JSON: ``{"models": {"det": {"source": "det@prod", "max_batch_size": 16, "conf": 0.3},
 "seg": {"source": "yolo11n-seg.onnx", "engine": "openvino"}}}``; per model: ``source`` (required),
 ``engine``, ``device``, ``imgsz``, ``conf``, ``iou``, ``max_det``, ``max_batch_size``,
-``max_delay_ms``, ``max_queue_size``, ``max_concurrent_batches`` (the command line's values are
-the defaults).
+``max_delay_ms``, ``max_queue_size``, ``max_concurrent_batches``, and for models without
+Ultralytics metadata ``task``, ``layout`` and ``names`` (see ``modelserve.load``; the command line's
+values are the defaults).
 ``--registry DIR``: the registry references resolve in (default ``$MODELSERVE_HOME``, else the user
 cache dir). ``--lock FILE``: every registry reference is resolved through its pin in that lock file
 (``modelserve registry lock``), whatever its aliases say now, and refused unless pinned there with
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidInputError
+from ..batching.options import default_concurrent_batches
 
 __all__ = ["add_parser", "run", "model_name", "config_models"]
 
@@ -113,18 +115,8 @@ def _load_options(args: argparse.Namespace, options: dict[str, Any], registry: A
     opts.setdefault("engine", args.engine)
     opts.setdefault("device", args.device)
     if batching["max_concurrent_batches"] is None:
-        batching["max_concurrent_batches"] = default_concurrent_batches(str(opts["device"]))
+        batching["max_concurrent_batches"] = default_concurrent_batches(str(opts["device"]))  # one per core
     return {"batching": Batching(**batching), **opts}
-
-
-def default_concurrent_batches(device: str) -> int:
-    """How many engine batches of one model run at once by default: on the CPU one per core, at
-    most 4 (a server's callers are concurrent; with 4+ callers on 2 cores, 2 workers gave 72 images/s
-    against 55-62 for one, ``benchmarks/RESULTS.md`` "Cores"); on a GPU 1 (one stream, one context)."""
-    if not device.startswith("cpu"):
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -163,7 +155,7 @@ def _metrics() -> object | None:
 
 
 _MODEL_KEYS = {"source", "engine", "device", "imgsz", "conf", "iou", "max_det", "max_batch_size", "max_delay_ms",
-               "max_queue_size", "max_concurrent_batches"}
+               "max_queue_size", "max_concurrent_batches", "task", "layout", "names"}
 _BATCH_KEYS = ("max_batch_size", "max_delay_ms", "max_queue_size", "max_concurrent_batches")
 
 

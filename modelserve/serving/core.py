@@ -64,7 +64,7 @@ IMAGE_INPUT = "image"
 DETECTION_OUTPUTS = ("boxes", "scores", "class_ids", "counts", "json")
 #: Most pixels (width x height) of one image, by default (a 8K photo has 33 million).
 DEFAULT_MAX_PIXELS = 40_000_000
-_OPTIONS = ("conf", "iou", "max_det", "classes", "agnostic")
+_OPTIONS = ("conf", "iou", "max_det", "classes", "agnostic", "multi_label")
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class ServedModel:
         return {
             "name": self.name, "versions": [self.version], "platform": f"modelserve_{p.engine.name}",
             "inputs": inputs, "outputs": outputs,
-            "parameters": {"task": p.task, "engine": p.engine.name, "device": p.engine.device,
+            "parameters": {"task": p.task, "layout": p.layout, "engine": p.engine.name, "device": p.engine.device,
                            "imgsz": list(p.imgsz), "class_names": {str(k): v for k, v in p.names.items()}},
         }
 
@@ -531,7 +531,7 @@ def _check_pixels(data: bytes, max_pixels: int, n: int) -> None:
 
 def predict_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The predict options among a request's parameters (``conf``, ``iou``, ``max_det``,
-    ``classes`` as ids or ``"0,2"``, ``agnostic``; others, e.g. the binary-data ones, are the
+    ``classes`` as ids or ``"0,2"``, ``agnostic``, ``multi_label`` (YOLOv5/YOLOv7 models); others, e.g. the binary-data ones, are the
     protocol's), ready for ``Predictor.predict``."""
     options = {k: parameters[k] for k in _OPTIONS if k in parameters}
     classes = options.get("classes")

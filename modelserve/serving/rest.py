@@ -4,7 +4,7 @@ Routes: ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2`` (server metadata)
 ``/v2/models/{name}[/versions/{v}]`` (model metadata), ``.../ready``; ``POST .../infer`` (JSON
 tensors and Triton's binary-data extension, see ``rest_tensors``); and ``POST
 /v1/models/{name}/predict``: a multipart image upload (every file part is one image) or the image
-as the raw body, with ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic`` as query parameters,
+as the raw body, with ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``, ``multi_label`` as query parameters,
 answered with the ``Detections`` JSON (a list for several files).
 
 ``GET /metrics``: Prometheus metrics, when the repository has :class:`~modelserve.monitoring.Metrics`.
@@ -246,7 +246,8 @@ async def _uploaded_images(request: Request) -> list[bytes]:
 def _query_options(query: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     convert: dict[str, Callable[[str], Any]] = {"conf": float, "iou": float, "max_det": int, "classes": str,
-                                                 "agnostic": lambda s: s.lower() in _TRUE}
+                                                 "agnostic": lambda s: s.lower() in _TRUE,
+                                                 "multi_label": lambda s: s.lower() in _TRUE}
     for key, fn in convert.items():
         if key in query:
             try:

@@ -41,6 +41,10 @@ class Head:
 
     task = "detect"
     layout = "yolo"
+    #: predict options whose default differs for this layout (its family's own defaults)
+    option_defaults: Mapping[str, Any] = {}
+    #: whether the head reads ``multi_label=True`` (one row per class above ``conf``)
+    multi_label = False
 
     def __init__(self, info: ModelInfo, outputs: Sequence[int], end2end: bool = False) -> None:
         self.info = info

@@ -45,7 +45,7 @@ __all__ = ["export_repository", "TritonExportError", "FORMATS", "PIPELINE_SUFFIX
 FORMATS = ("onnx", "openvino", "plan")
 #: The pipeline model's name is the model's name with this suffix.
 PIPELINE_SUFFIX = "_pipeline"
-_LOAD_KEYS = {"imgsz", "conf", "iou", "max_det", "classes", "agnostic"}
+_LOAD_KEYS = {"imgsz", "conf", "iou", "max_det", "classes", "agnostic", "multi_label", "task", "layout"}
 
 
 def export_repository(
@@ -76,7 +76,8 @@ def export_repository(
     ``instances``: model instances (default: ``batching.max_concurrent_batches``, else 1) on
     ``device`` (``cpu``, ``cuda``, ``cuda:N``). ``pipeline``: also write ``<name>_pipeline``, run by
     ``pipeline_engine`` inside Triton, with ``load_options`` (``imgsz``, ``conf``, ``iou``,
-    ``max_det``, ``classes``, ``agnostic``: its ``ms.load`` defaults). ``force``: write into a
+    ``max_det``, ``classes``, ``agnostic``, ``multi_label``: its ``ms.load`` defaults; ``task`` and
+    ``layout`` for models without Ultralytics metadata). ``force``: write into a
     non-empty ``out_dir``, replacing only the model folders this export writes.
     """
     if format not in FORMATS:

@@ -167,3 +167,19 @@ def test_ctrl_c_stops_cleanly_with_whole_lines(tmp_path, detector_path):
     rest = ms.batch_predict(detector_path, video, out=out)
     assert rest.skipped == len(lines) and rest.frames == 120 - len(lines)
     assert [rec["frame"] for rec in _lines(out)] == list(range(120))
+
+
+def test_layout_flag_reads_a_yolov5_file_as_yolov7(tmp_path):
+    model = assets.HERE / "goldens" / "families" / "yolov5-tiny.onnx"  # YOLOv5 rows: read as yolov5 unless told
+    image = str(assets.photo("bus.jpg"))
+    outs = {}
+    for layout in (None, "yolov7"):
+        out = tmp_path / f"{layout}.jsonl"
+        argv = ["predict", str(model), image, "--out", str(out), "--quiet", "--conf", "0.05"]
+        assert main(argv + (["--layout", layout] if layout else [])) == 0
+        outs[layout] = _lines(out)[0]["detections"]
+    with ms.load(model, conf=0.05) as p5:
+        assert len(outs[None]) == len(p5.predict(image)) > 300  # YOLOv5's detect.py: max_det 1000
+    assert len(outs["yolov7"]) == 300  # YOLOv7's NMS keeps at most 300
+    with pytest.raises(SystemExit):
+        main(["predict", str(model), image, "--layout", "yolov8"])

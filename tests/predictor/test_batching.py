@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -237,3 +238,17 @@ def test_bad_batching_argument(detector_path):
         ms.load(detector_path, batching="yes")
     with pytest.raises(ms.InvalidInputError, match="max_batch_size"):
         ms.load(detector_path, batching=ms.Batching(max_batch_size=0))
+
+
+def test_batching_true_runs_one_engine_batch_per_core_and_a_batching_is_taken_as_given(detector_path):
+    """issue 16: the number of concurrent engine runs is chosen for the machine by default (one per
+    CPU core, at most 4: benchmarks/RESULTS.md "Cores"), and a Batching overrides it."""
+    from modelserve.batching.options import default_concurrent_batches
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    assert default_concurrent_batches("cpu") == max(1, min(4, cores))
+    assert default_concurrent_batches("cuda:0") == 1
+    with ms.load(detector_path, batching=True) as p:
+        assert p.batcher.config.max_concurrent_batches == default_concurrent_batches("cpu")
+    with ms.load(detector_path, batching=ms.Batching(max_batch_size=4)) as p:
+        assert p.batcher.config.max_concurrent_batches == 1

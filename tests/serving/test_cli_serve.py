@@ -60,13 +60,14 @@ def test_engine_batches_run_one_per_core_on_the_cpu_by_default(monkeypatch):
     """A server's callers are concurrent: on the CPU one engine batch per core (at most 4) may run at
     once (benchmarks/RESULTS.md, "Cores"); on a GPU one; --concurrent-batches and a model's
     max_concurrent_batches override it."""
+    from modelserve.batching import options
     from modelserve.cli import serve
 
-    monkeypatch.setattr(serve.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
-    assert serve.default_concurrent_batches("cpu") == 4
-    monkeypatch.setattr(serve.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert serve.default_concurrent_batches("cpu") == 2
-    assert serve.default_concurrent_batches("cuda:0") == 1
+    monkeypatch.setattr(options.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
+    assert options.default_concurrent_batches("cpu") == 4
+    monkeypatch.setattr(options.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert options.default_concurrent_batches("cpu") == 2
+    assert options.default_concurrent_batches("cuda:0") == 1
     args = cli.build_parser().parse_args(["serve", "a.onnx"])
     assert serve._load_options(args, {"source": "a.onnx"})["batching"].max_concurrent_batches == 2
     assert serve._load_options(args, {"source": "a.onnx", "device": "cuda"})["batching"].max_concurrent_batches == 1

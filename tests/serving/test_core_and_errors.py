@@ -112,3 +112,26 @@ def test_a_registry_reference_is_served_as_the_version_it_names(tmp_path, detect
         assert repo.get("det").version == "2"
     finally:
         repo.close()
+
+
+def test_other_layouts_are_served_with_their_options(photo):
+    """A YOLOv5-repository model (no metadata) is served as read from its shape; ``multi_label`` is
+    a request parameter for it and a client's mistake (an InvalidInputError, a 400) for others."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "goldens" / "families" / "yolov5-tiny.onnx"
+    repo = ModelRepository()
+    repo.load("v5", model)
+    try:
+        images = np.empty(1, dtype=object)
+        images[0] = photo("zidane.jpg").read_bytes()
+        assert repo.get("v5", None).metadata()["parameters"]["layout"] == "yolov5"
+        counts = {}
+        for multi in (False, True):
+            out = {t.name: t for t in repo.infer("v5", None, [Tensor("image", "BYTES", images)], {"multi_label": multi})}
+            counts[multi] = int(out["counts"].data[0])
+        with ms.load(model) as p:
+            assert counts == {False: len(p.predict(images[0])), True: len(p.predict(images[0], multi_label=True))}
+        assert counts[True] > counts[False]
+    finally:
+        repo.close()

@@ -65,6 +65,7 @@ def test_health_and_metadata(client, server, embedded):
     assert {o["name"] for o in meta["outputs"]} >= {"boxes", "scores", "class_ids", "counts", "json"}
     assert meta["parameters"]["task"] == "detect"
     assert meta["parameters"]["class_names"] == {str(k): v for k, v in embedded.names.items()}
+    assert meta["parameters"]["layout"] == embedded.layout == "ultralytics"
     assert client.get_model_metadata("det", "1") == meta
     status, _, body = request(server, "GET", "/v2/models/det/versions/2")
     assert status == 404 and "no version '2'" in json.loads(body)["error"]

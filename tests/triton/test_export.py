@@ -155,18 +155,22 @@ def test_plan_from_the_registry_cache(registry, tmp_path):
     assert _types(config) == {"images": ("TYPE_FP32", [3, -1, -1]), "output0": ("TYPE_FP32", [22, -1])}
 
 
-@pytest.fixture()
-def pipeline_model(repo, monkeypatch):
-    """The exported model.py, initialised as Triton's Python backend would (config JSON, folders)."""
+def _initialised(folder, version, monkeypatch):
+    """An exported model.py, initialised as Triton's Python backend would (config JSON, folders)."""
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils_stub)
-    folder = repo / "det_pipeline"
-    spec = importlib.util.spec_from_file_location("exported_triton_model", folder / VERSION / "model.py")
+    spec = importlib.util.spec_from_file_location("exported_triton_model", folder / version / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = json_format.MessageToJson(parse(folder / "config.pbtxt"), preserving_proto_field_name=True)
     model = module.TritonPythonModel()
     model.initialize({"model_config": config, "model_instance_kind": "CPU", "model_instance_device_id": "0",
-                      "model_repository": str(folder), "model_version": VERSION, "model_name": "det_pipeline"})
+                      "model_repository": str(folder), "model_version": version, "model_name": folder.name})
+    return model
+
+
+@pytest.fixture()
+def pipeline_model(repo, monkeypatch):
+    model = _initialised(repo / "det_pipeline", VERSION, monkeypatch)
     yield model
     model.finalize()
 
@@ -282,3 +286,22 @@ def test_cli(registry, tmp_path, capsys):
     assert (out / "det" / "config.pbtxt").read_text() != before
     assert parse(out / "det" / "config.pbtxt").max_batch_size == 0
     assert sorted(p.name for p in out.iterdir()) == ["det", "det_pipeline"]  # no staging folder left
+
+
+def test_cli_layout_reaches_the_pipeline(tmp_path, monkeypatch, photo):
+    """A model without metadata that needs layout= (ddddocr's YOLOX) is exported with --layout, and
+    the pipeline loads it so: its detections are ms.load(..., layout="yolox")'s."""
+    from tests.tasks.test_yolox import _ddddocr_model
+
+    model = _ddddocr_model()
+    out = tmp_path / "repo"
+    assert main(["export", "triton", str(model), str(out)]) == 1  # the shape cannot say it
+    assert main(["export", "triton", str(model), str(out), "--layout", "yolox", "--name", "dd"]) == 0
+    pipeline = _initialised(out / "dd_pipeline", "1", monkeypatch)
+    try:
+        bus = photo("bus.jpg").read_bytes()
+        (response,) = pipeline.execute([pb_utils_stub.Request({"image": _images(bus)})])
+        with ms.load(model, layout="yolox") as p:
+            _check(response, [p.predict(bus)])
+    finally:
+        pipeline.finalize()
