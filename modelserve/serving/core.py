@@ -16,7 +16,7 @@ Inputs (exactly one per request, told apart by datatype):
   (one ``Engine.run``, not through the micro-batcher: it is a batch already; at most the engine's
   ``max_batch_size``); the outputs are the engine's raw outputs under their own names.
 
-Parameters: ``conf``, ``iou``, ``max_det``, ``classes`` (ids, as a list or ``"0,2"``), ``agnostic``,
+Parameters: ``conf``, ``iou``, ``max_det``, ``classes`` (ids, as a list or ``"0,2"``), ``agnostic``, ``multi_label``,
 and ``timeout`` (microseconds, as Triton's clients send it): the request's deadline. A request still
 queued at its deadline (the smaller of ``timeout``, the caller's ``timeout_s`` and the repository's
 ``timeout_ms``) fails with :class:`~modelserve.DeadlineExceededError` (HTTP 504).
@@ -531,8 +531,8 @@ def _check_pixels(data: bytes, max_pixels: int, n: int) -> None:
 
 def predict_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The predict options among a request's parameters (``conf``, ``iou``, ``max_det``,
-    ``classes`` as ids or ``"0,2"``, ``agnostic``, ``multi_label`` (YOLOv5/YOLOv7 models); others, e.g. the binary-data ones, are the
-    protocol's), ready for ``Predictor.predict``."""
+    ``classes`` as ids or ``"0,2"``, ``agnostic``, ``multi_label`` (YOLOv5/YOLOv7 models); others,
+    e.g. the binary-data ones, are the protocol's), ready for ``Predictor.predict``."""
     options = {k: parameters[k] for k in _OPTIONS if k in parameters}
     classes = options.get("classes")
     if isinstance(classes, str):

@@ -19,7 +19,7 @@ from .._metadata import ModelInfo
 
 __all__ = [
     "Head", "Shape", "PAD_VALUE", "MAX_NMS", "fmt", "as_f32", "check_scores", "check_class_ids", "scale_points",
-    "end2end_filter", "split_layout", "select_anchors",
+    "end2end_filter", "split_layout", "select_anchors", "check_rows_output",
 ]
 
 Shape = tuple  # an output's shape: ints, None for dynamic dims
@@ -180,6 +180,14 @@ def split_layout(shape: Shape, nc: int, extra: int, end2end: bool | None, task: 
                              "say which (set end2end in the metadata or export with fixed shapes)")
     raise ModelLoadError(f"expected a {task} output {expected} ({what}) for this model's {nc} class names, "
                          f"got {fmt(shape)}")
+
+
+def check_rows_output(shapes: Sequence[Shape], nc: int, layout: str, rows: str, boxes: str) -> None:
+    """A rows layout's one output must be ``[B, rows, 5 + nc]``: ``boxes``, objectness, ``nc`` scores."""
+    if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] not in (None, 5 + nc):
+        raise ModelLoadError(f"expected one {layout} output [batch, {rows}, 5+{nc}={5 + nc}] ({boxes}, objectness, "
+                             f"{nc} class scores) for this model's {nc} class names, got "
+                             f"{', '.join(fmt(s) for s in shapes)}")
 
 
 def select_anchors(raw: np.ndarray, nc: int, opts: Any, kernels: bool,

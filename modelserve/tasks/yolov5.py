@@ -31,7 +31,7 @@ from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
 from .._torch_sort import torch_sort_order
-from .base import MAX_NMS, Head, Shape, as_f32, check_scores, fmt
+from .base import MAX_NMS, Head, Shape, as_f32, check_rows_output, check_scores
 
 __all__ = ["YOLOv5Head", "YOLOv7Head", "objectness_nms", "yolov5_scale_row"]
 
@@ -110,11 +110,7 @@ class YOLOv5Head(Head):
 
     @classmethod
     def from_model(cls, info: ModelInfo, shapes: Sequence[Shape]) -> "YOLOv5Head":
-        nc = len(info.names)
-        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] not in (None, 5 + nc):
-            raise ModelLoadError(f"expected one {cls.layout} output [batch, rows, 5+{nc}={5 + nc}] (cx, cy, w, h, "
-                                 f"objectness, {nc} class scores) for this model's {nc} class names, got "
-                                 f"{', '.join(fmt(s) for s in shapes)}")
+        check_rows_output(shapes, len(info.names), cls.layout, "rows", "cx, cy, w, h")
         return cls(info, [0])
 
     def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,

@@ -32,7 +32,7 @@ from .. import _letterbox
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from .base import PAD_VALUE, Head, Shape, as_f32, check_scores, fmt
+from .base import PAD_VALUE, Head, Shape, as_f32, check_rows_output, check_scores
 from .layouts import grid_cells
 
 __all__ = ["YOLOXHead", "yolox_detections", "yolox_grid"]
@@ -140,11 +140,7 @@ class YOLOXHead(Head):
 
     @classmethod
     def from_model(cls, info: ModelInfo, shapes: Sequence[Shape]) -> "YOLOXHead":
-        nc = len(info.names)
-        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] not in (None, 5 + nc):
-            raise ModelLoadError(f"expected one yolox output [batch, cells, 5+{nc}={5 + nc}] (raw cx, cy, w, h, "
-                                 f"objectness, {nc} class scores) for this model's {nc} class names, got "
-                                 f"{', '.join(fmt(s) for s in shapes)}")
+        check_rows_output(shapes, len(info.names), cls.layout, "cells", "raw cx, cy, w, h")
         return cls(info, [0])
 
     def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,

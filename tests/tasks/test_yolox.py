@@ -126,3 +126,21 @@ def test_ddddocr_on_openvino_within_its_arithmetic():
             order = np.lexsort((r.xyxy[:, 1], r.xyxy[:, 0]))
             want = _clipped(rows, g["image_hw"])
             np.testing.assert_allclose(r.xyxy[order], want[np.lexsort((want[:, 1], want[:, 0]))], atol=0.5)
+
+
+def test_ddddocr_rgb_arrays_and_scaled_decodes(ddddocr_det):
+    """YOLOX reads BGR: an RGB array given with channels='rgb' gives the same boxes as the file; a
+    fast_decode (DCT-scaled) JPEG still answers in the photo's own pixels."""
+    from modelserve._images import load_image
+
+    name = "bus.jpg"
+    g = GOLDEN["photos"][name]
+    bgr = np.ascontiguousarray(load_image(str(photo(name))).pixels)
+    with ms.load(_ddddocr_model(), layout="yolox", channels="rgb") as p:
+        r = p.predict(np.ascontiguousarray(bgr[..., ::-1]))
+    assert _ddddocr_ints(r.xyxy, g["image_hw"]) == g["ints"]
+    assert _ddddocr_ints(ddddocr_det.predict(bgr).xyxy, g["image_hw"]) == g["ints"]
+    with ms.load(_ddddocr_model(), layout="yolox", fast_decode=True) as p:
+        r = p.predict(str(photo(name)))
+    assert r.orig_shape == tuple(g["image_hw"]) and len(r) >= 1
+    assert (r.xyxy[:, 2] <= g["image_hw"][1]).all() and (r.xyxy[:, 3] <= g["image_hw"][0]).all()
