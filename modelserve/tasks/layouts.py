@@ -1,7 +1,8 @@
 """Which family's layout a detector's output has, from its shape, its input size and its metadata.
 
-An Ultralytics export says what it is in its metadata. A model exported by another family's own
-repository carries none, so its one output is read by shape:
+An Ultralytics export says what it is in its metadata (``task``, ``imgsz``). A model exported by
+another family's own repository does not: YOLOv5's ``export.py`` writes only ``stride`` and ``names``
+(which are used), YOLOX and YOLOv7 nothing, so its one output is read by shape:
 
 ==============  ===========================  ====================================================
 layout          output                       how its rows are told apart
@@ -38,12 +39,14 @@ __all__ = ["LAYOUTS", "ROWS_LAYOUTS", "has_ultralytics_metadata", "detector_layo
 LAYOUTS = ("ultralytics", "end2end", "yolov5", "yolov7", "yolox")
 #: layouts whose output is ``[B, rows, 5 + nc]`` (objectness in column 4)
 ROWS_LAYOUTS = ("yolov5", "yolov7", "yolox")
-_METADATA_KEYS = ("names", "stride", "imgsz", "task")
+#: keys only Ultralytics' exports write (YOLOv5's repository writes ``stride`` and ``names`` too)
+_METADATA_KEYS = ("task", "imgsz")
 
 
 def has_ultralytics_metadata(meta: Mapping[str, Any]) -> bool:
-    """Whether a model's metadata holds what every Ultralytics export writes."""
-    return any(key in meta for key in _METADATA_KEYS)
+    """Whether a model's metadata is an Ultralytics export's (``task``, ``imgsz``; ``names`` and
+    ``stride`` alone are what YOLOv5's own ``export.py`` writes)."""
+    return any(key in meta for key in _METADATA_KEYS) or "ultralytics" in str(meta.get("author", "")).lower()
 
 
 def check_layout(layout: Any) -> str | None:

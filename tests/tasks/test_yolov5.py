@@ -132,3 +132,20 @@ def test_yolov7_and_yolov5_differ_where_their_code_does():
     v5 = objectness_nms(raw, 0.25, 0.45, 300, None, False, False, family="yolov5")
     v7 = objectness_nms(raw, 0.25, 0.45, 300, None, False, False, family="yolov7")
     assert len(v7) > len(v5) and v7[:, 4].max() > v5[:, 4].max()  # objectness alone vs obj x cls
+
+
+def test_yolov5s_own_export_metadata_gives_names_not_the_ultralytics_layout(tmp_path, predictor):
+    """YOLOv5's export.py writes ``stride`` and ``names`` into the ONNX file (not ``task``/``imgsz``,
+    which only Ultralytics writes): the names are used and the layout is still read from the shape."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(MODEL))
+    names = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 4: "airplane"}
+    for key, value in {"stride": "32", "names": str(names)}.items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "yolov5-exported.onnx"
+    onnx.save(model, str(path))
+    with ms.load(path) as p:
+        assert (p.layout, p.names) == ("yolov5", names)
+        a, b = p.predict(str(photo("bus.jpg"))), predictor.predict(str(photo("bus.jpg")))
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        assert a.class_names[:3] == [names[int(c)] for c in b.class_id[:3]]
