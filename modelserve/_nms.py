@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _checks, _numpy_ops
+from . import _checks, _numpy_ops, _torch_sort
 from ._backend import use_kernels
 from ._errors import InvalidInputError
 from ._letterbox import scale_with
@@ -25,7 +25,8 @@ try:
 except ImportError:  # extension not built
     _k_nms = None  # type: ignore[assignment]
 
-__all__ = ["nms", "batched_nms", "yolo_postprocess", "yolo_detections", "yolo_select", "yolo_candidates", "model_boxes", "MAX_WH"]
+__all__ = ["nms", "batched_nms", "yolo_postprocess", "yolo_detections", "yolo_select", "yolo_candidates", "model_boxes",
+           "torch_order", "MAX_WH"]
 
 #: Ultralytics' per-class box offset (pixels) for class-aware NMS (``non_max_suppression(max_wh=7680)``).
 MAX_WH = _numpy_ops.MAX_WH
@@ -150,6 +151,21 @@ def yolo_select(
     if rc != 0:
         raise MemoryError("yolo_postprocess: out of memory")
     return [(det[b, : counts[b]], anchors[b, : counts[b]]) for b in range(batch)]
+
+
+def torch_order(scores: np.ndarray, kernels: bool | None = None) -> np.ndarray:
+    """Indices that sort float32 ``scores`` as torch's CPU ``argsort(descending=True)`` does, ties
+    in ``std::sort``'s order: the kernel (GIL released), or :mod:`modelserve._torch_sort`'s NumPy
+    emulation (``kernels`` False, or None and :func:`use_kernels` says so)."""
+    if kernels is None:
+        kernels = use_kernels()
+    if not kernels or _k_nms is None:
+        return _torch_sort.torch_sort_order(scores)
+    s = np.ascontiguousarray(scores, dtype=np.float32)
+    out = np.empty(len(s), dtype=np.int64)
+    if _k_nms.torch_sort_order(s, out) != 0:
+        raise MemoryError("torch_order: out of memory")
+    return out
 
 
 def _check_boxes_scores(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

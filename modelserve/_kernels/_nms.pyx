@@ -469,6 +469,32 @@ cdef extern from *:
                            Py_ssize_t max_det, const uint8_t* allowed, int agnostic, Py_ssize_t max_nms,
                            float max_wh, int xyxy, float* det, int64_t* anchors) nogil
     void ms_scale_rows(float* det, Py_ssize_t n, const float* s) nogil
+    struct ms_kv:
+        float v
+        int64_t i
+    void ms_torch_sort_desc(ms_kv *a, Py_ssize_t n) nogil
+
+
+def torch_sort_order(const float[::1] scores, int64_t[::1] out):
+    """torch's CPU ``argsort(descending=True)`` (``stable=False``: libstdc++'s ``std::sort`` with
+    torch's comparator, ties as it leaves them) of ``scores`` into ``out`` (same size); returns 0,
+    or -1 when out of memory."""
+    cdef Py_ssize_t n = scores.shape[0], j
+    cdef ms_kv *kv
+    if n == 0:
+        return 0
+    kv = <ms_kv *>malloc(n * sizeof(ms_kv))
+    if kv == NULL:
+        return -1
+    with nogil:
+        for j in range(n):
+            kv[j].v = scores[j]
+            kv[j].i = j
+        ms_torch_sort_desc(kv, n)
+        for j in range(n):
+            out[j] = kv[j].i
+    free(kv)
+    return 0
 
 
 def nms(const float[:, ::1] boxes, const float[::1] scores, double thr, Py_ssize_t max_keep,

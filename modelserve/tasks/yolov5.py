@@ -30,7 +30,6 @@ from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
-from .._torch_sort import torch_sort_order
 from .base import MAX_NMS, Head, Shape, as_f32, check_rows_output, check_scores
 
 __all__ = ["YOLOv5Head", "YOLOv7Head", "objectness_nms", "yolov5_scale_row"]
@@ -59,10 +58,11 @@ def _row(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
 
 
 def objectness_nms(x: np.ndarray, conf: float, iou: float, max_det: int, class_arr: np.ndarray | None,
-                   agnostic: bool, multi_label: bool, family: str = "yolov5") -> np.ndarray:
+                   agnostic: bool, multi_label: bool, family: str = "yolov5", kernels: bool | None = None) -> np.ndarray:
     """One image's ``(rows, 5 + nc)`` float32 outputs through YOLOv5's (``family="yolov5"``) or
     YOLOv7's ``non_max_suppression``: the kept ``(n, 6)`` float32 rows x1, y1, x2, y2, conf, class
-    in input pixels, highest confidence first."""
+    in input pixels, highest confidence first. ``kernels``: sort with the compiled kernel (default:
+    :func:`modelserve._backend.use_kernels`) or the NumPy emulation; both give torch's order."""
     nc = x.shape[1] - 5
     x = x[x[:, 4] > np.float32(conf)]  # candidates: objectness > conf (float32, as torch compares)
     if not len(x):
@@ -86,7 +86,7 @@ def objectness_nms(x: np.ndarray, conf: float, iou: float, max_det: int, class_a
     if not len(det):
         return np.zeros((0, 6), np.float32)
     if family == "yolov5" or len(det) > MAX_NMS:  # YOLOv5 always sorts; YOLOv7 only beyond max_nms
-        det = det[torch_sort_order(det[:, 4])[:MAX_NMS]]
+        det = det[_nms.torch_order(det[:, 4], kernels)[:MAX_NMS]]
     max_wh = np.float32(0 if agnostic else (7680 if family == "yolov5" else 4096))
     boxes = det[:, :4] + det[:, 5:6] * max_wh
     keep = _nms.nms(boxes, det[:, 4], iou)[:max_det]
@@ -128,7 +128,7 @@ class YOLOv5Head(Head):
         results = []
         for rows, image, geometry in zip(raw, images, geometries):
             det = objectness_nms(rows, opts.conf, opts.iou, max_det, opts.class_array, opts.agnostic,
-                                 opts.multi_label, self.family)
+                                 opts.multi_label, self.family, self.kernels)
             xyxy = _letterbox.scale_with(det[:, :4].copy(), geometry.scale)
             results.append(Detections._trusted(xyxy, det[:, 4].copy(), det[:, 5].astype(np.int64), self.names,
                                                image.hw))

@@ -76,8 +76,12 @@ def yolox_detections(raw: np.ndarray, input_hw: tuple[int, int], ratio: float, c
     """One image's raw ``(rows, 5 + nc)`` YOLOX outputs to ``(n, 6)`` float32 rows x1, y1, x2, y2,
     conf, class in image pixels (divided by ``ratio``, unclipped), as YOLOX's demo computes them."""
     grid, stride = yolox_grid(input_hw, raw.shape[0])
+    check_scores(raw[:, 4], sorted_desc=False, what="objectness")
+    # Only rows whose objectness passes can pass: obj * cls <= obj in float32 for class scores in
+    # [0, 1] (checked on those rows). Every step after is elementwise per row, so rows drop out first.
+    rows = np.flatnonzero(raw[:, 4] > np.float32(conf))
+    raw, grid, stride = raw[rows], grid[rows], stride[rows]
     obj, cls = raw[:, 4:5], raw[:, 5:]
-    check_scores(obj, sorted_desc=False, what="objectness")
     check_scores(cls, sorted_desc=False, what="class score")
     xy = ((raw[:, :2] + grid) * stride).astype(np.float32)  # float32 + int64 -> float64, as the demo
     wh = (np.exp(raw[:, 2:4]) * stride).astype(np.float32)

@@ -196,3 +196,15 @@ def test_torch_sort_order_without_ties_is_the_stable_order():
     np.testing.assert_array_equal(_numpy_ops.torch_sort_order(scores), _numpy_ops.sort_order(scores))
     for n in range(3):
         np.testing.assert_array_equal(_numpy_ops.torch_sort_order(np.full(n, 0.5, np.float32)), np.arange(n))
+
+
+@needs_kernels
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 3000), seed=st.integers(0, 2**32 - 1), levels=st.integers(1, 7))
+def test_the_torch_order_kernel_is_the_emulation(n, seed, levels):
+    """``_nms.torch_order`` (the kernel the YOLOv5 head sorts with) gives the emulated std::sort order."""
+
+    rng = np.random.default_rng(seed)
+    scores = rng.choice(np.array([0.1, 0.5, 0.9, np.nan, 0.0, -0.0, 0.3], np.float32)[:levels], n)
+    np.testing.assert_array_equal(_nms.torch_order(scores, kernels=True), _numpy_ops.torch_sort_order(scores))
+    np.testing.assert_array_equal(_nms.torch_order(scores, kernels=False), _numpy_ops.torch_sort_order(scores))
