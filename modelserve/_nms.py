@@ -26,7 +26,7 @@ except ImportError:  # extension not built
     _k_nms = None  # type: ignore[assignment]
 
 __all__ = ["nms", "batched_nms", "yolo_postprocess", "yolo_detections", "yolo_select", "yolo_candidates", "model_boxes",
-           "torch_order", "MAX_WH"]
+           "torch_order", "nms_plus_one", "MAX_WH"]
 
 #: Ultralytics' per-class box offset (pixels) for class-aware NMS (``non_max_suppression(max_wh=7680)``).
 MAX_WH = _numpy_ops.MAX_WH
@@ -166,6 +166,23 @@ def torch_order(scores: np.ndarray, kernels: bool | None = None) -> np.ndarray:
     if _k_nms.torch_sort_order(s, out) != 0:
         raise MemoryError("torch_order: out of memory")
     return out
+
+
+def nms_plus_one(boxes: np.ndarray, order: np.ndarray, thr: float, kernels: bool | None = None) -> np.ndarray | None:
+    """YOLOX's NMS (+1-pixel areas, ``IoU <= thr`` kept) over float32 ``(n, 4)`` boxes visited in
+    ``order``, in the kernel: the kept indices, or None where the kernel does not apply (not built,
+    ``kernels`` False, or a coordinate that is not finite, where NumPy's NaN rules decide)."""
+    if kernels is None:
+        kernels = use_kernels()
+    boxes = np.ascontiguousarray(boxes, dtype=np.float32)
+    if not kernels or _k_nms is None or not np.isfinite(boxes).all():
+        return None
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    keep = np.empty(max(len(order), 1), dtype=np.int64)
+    count = _k_nms.nms_plus_one(boxes, order, thr, keep)
+    if count < 0:
+        raise MemoryError("nms_plus_one: out of memory")
+    return keep[:count].copy()
 
 
 def _check_boxes_scores(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

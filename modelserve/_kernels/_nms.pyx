@@ -475,6 +475,51 @@ cdef extern from *:
     void ms_torch_sort_desc(ms_kv *a, Py_ssize_t n) nogil
 
 
+def nms_plus_one(const float[:, ::1] boxes, const int64_t[::1] order, double thr, int64_t[::1] keep):
+    """YOLOX's NMS (its ``demo_utils.nms``): boxes visited in ``order``, areas and overlaps with the
+    +1-pixel convention, a box kept while its IoU with every kept box is ``<= thr``; float32 steps
+    in the reference's order. Writes kept indices into ``keep`` (size >= len(order)); returns the
+    count, or -1 when out of memory."""
+    cdef Py_ssize_t n = order.shape[0], a, b, count = 0
+    cdef int64_t i, j
+    cdef float t = <float>thr, w, h, inter, one = 1.0, zero = 0.0
+    cdef float *area
+    cdef uint8_t *gone
+    if n == 0:
+        return 0
+    area = <float *>malloc(boxes.shape[0] * sizeof(float) + 1)
+    gone = <uint8_t *>malloc(n + 1)
+    if area == NULL or gone == NULL:
+        free(area)
+        free(gone)
+        return -1
+    with nogil:
+        for a in range(boxes.shape[0]):
+            area[a] = (boxes[a, 2] - boxes[a, 0] + one) * (boxes[a, 3] - boxes[a, 1] + one)
+        for a in range(n):
+            gone[a] = 0
+        for a in range(n):
+            if gone[a]:
+                continue
+            i = order[a]
+            keep[count] = i
+            count += 1
+            for b in range(a + 1, n):
+                if gone[b]:
+                    continue
+                j = order[b]
+                w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + one
+                h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + one
+                w = max(zero, w)
+                h = max(zero, h)
+                inter = w * h
+                if not (inter / (area[i] + area[j] - inter) <= t):
+                    gone[b] = 1
+    free(area)
+    free(gone)
+    return count
+
+
 def torch_sort_order(const float[::1] scores, int64_t[::1] out):
     """torch's CPU ``argsort(descending=True)`` (``stable=False``: libstdc++'s ``std::sort`` with
     torch's comparator, ties as it leaves them) of ``scores`` into ``out`` (same size); returns 0,

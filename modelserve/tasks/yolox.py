@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .. import _letterbox
+from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
@@ -71,10 +71,12 @@ def yolox_grid(input_hw: tuple[int, int], rows: int) -> tuple[np.ndarray, np.nda
 
 
 def yolox_detections(raw: np.ndarray, input_hw: tuple[int, int], ratio: float, conf: float, iou: float,
-                     class_arr: np.ndarray | None = None, agnostic: bool = True, max_det: int | None = None
-                     ) -> np.ndarray:
+                     class_arr: np.ndarray | None = None, agnostic: bool = True, max_det: int | None = None,
+                     kernels: bool | None = None) -> np.ndarray:
     """One image's raw ``(rows, 5 + nc)`` YOLOX outputs to ``(n, 6)`` float32 rows x1, y1, x2, y2,
-    conf, class in image pixels (divided by ``ratio``, unclipped), as YOLOX's demo computes them."""
+    conf, class in image pixels (divided by ``ratio``, unclipped), as YOLOX's demo computes them.
+    ``kernels``: NMS in the compiled kernel (default: :func:`modelserve._backend.use_kernels`) or
+    in NumPy; both are the reference's arithmetic."""
     grid, stride = yolox_grid(input_hw, raw.shape[0])
     check_scores(raw[:, 4], sorted_desc=False, what="objectness")
     # Only rows whose objectness passes can pass: obj * cls <= obj in float32 for class scores in
@@ -97,14 +99,14 @@ def yolox_detections(raw: np.ndarray, input_hw: tuple[int, int], ratio: float, c
         best_scores = scores[np.arange(len(best)), best]
         mask = (best_scores > np.float32(conf)) & allowed[best]
         b, s, c = boxes[mask], best_scores[mask], best[mask]
-        keep = _nms_plus_one(b, s, iou)
+        keep = _nms_plus_one(b, s, iou, kernels)
         parts.append((b[keep], s[keep], c[keep]))
     else:
         for k in np.flatnonzero(allowed):
             mask = scores[:, k] > np.float32(conf)
             if mask.any():
                 b, s = boxes[mask], scores[mask, k]
-                keep = _nms_plus_one(b, s, iou)
+                keep = _nms_plus_one(b, s, iou, kernels)
                 parts.append((b[keep], s[keep], np.full(len(keep), k)))
     if not parts:
         return np.zeros((0, 6), np.float32)
@@ -115,15 +117,19 @@ def yolox_detections(raw: np.ndarray, input_hw: tuple[int, int], ratio: float, c
     return np.ascontiguousarray(det, dtype=np.float32)
 
 
-def _nms_plus_one(boxes: np.ndarray, scores: np.ndarray, thr: float) -> np.ndarray:
+def _nms_plus_one(boxes: np.ndarray, scores: np.ndarray, thr: float, kernels: bool | None = None) -> np.ndarray:
     """YOLOX's single-class NMS: visit in ``argsort()[::-1]`` order, areas ``(x2 - x1 + 1) * (y2 - y1 + 1)``,
-    keep boxes whose IoU with the kept one is ``<= thr`` (float32 throughout)."""
+    keep boxes whose IoU with the kept one is ``<= thr`` (float32 throughout): the kernel, else
+    this NumPy loop (the kernel's reference)."""
     if not len(boxes):
         return np.zeros(0, np.int64)
+    order = scores.argsort()[::-1]  # NumPy's unstable sort, reversed: the reference's tie order
+    kept = _nms.nms_plus_one(boxes, order, thr, kernels)
+    if kept is not None:
+        return kept
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     one, zero, t = np.float32(1), np.float32(0), np.float32(thr)
     areas = (x2 - x1 + one) * (y2 - y1 + one)
-    order = scores.argsort()[::-1]
     keep = []
     while order.size:
         i, rest = order[0], order[1:]
@@ -174,7 +180,7 @@ class YOLOXHead(Head):
         results = []
         for rows, image, geometry in zip(raw, images, geometries):
             det = yolox_detections(rows, geometry.layout.output_hw, float(geometry.ratio), opts.conf, opts.iou,
-                                   opts.class_array, opts.agnostic, opts.max_det)
+                                   opts.class_array, opts.agnostic, opts.max_det, self.kernels)
             xyxy = np.ascontiguousarray(det[:, :4])
             np.clip(xyxy, 0, geometry.scale[8:12], out=xyxy)
             results.append(Detections._trusted(xyxy, det[:, 4].copy(), det[:, 5].astype(np.int64), self.names,

@@ -144,3 +144,27 @@ def test_ddddocr_rgb_arrays_and_scaled_decodes(ddddocr_det):
         r = p.predict(str(photo(name)))
     assert r.orig_shape == tuple(g["image_hw"]) and len(r) >= 1
     assert (r.xyxy[:, 2] <= g["image_hw"][1]).all() and (r.xyxy[:, 3] <= g["image_hw"][0]).all()
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_plus_one_nms_kernel_is_the_numpy_loop(seed):
+    """YOLOX's +1-pixel NMS: the kernel keeps what the reference's NumPy steps keep, in the same order,
+    on overlapping, degenerate (x2 < x1), tied and non-finite boxes (those go to NumPy)."""
+    from modelserve import _nms
+    from modelserve.tasks.yolox import _nms_plus_one
+
+    if _nms._k_nms is None:
+        pytest.skip("Cython kernels not built")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    xy = rng.random((n, 2)).astype(np.float32) * 100
+    wh = (rng.random((n, 2)) * 40 - (5 if seed % 3 == 0 else 0)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    scores = rng.choice(np.array([0.2, 0.5, 0.5, 0.9], np.float32), n) if seed % 2 else rng.random(n).astype(np.float32)
+    if seed % 5 == 4:
+        boxes[rng.integers(0, n)] = np.nan
+    thr = float(rng.choice([0.0, 0.3, 0.45, 0.7, 1.0]))
+    got = _nms_plus_one(boxes, scores, thr, kernels=True)
+    want = _nms_plus_one(boxes, scores, thr, kernels=False)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(got, ref.nms(boxes, scores, thr))
