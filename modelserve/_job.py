@@ -160,7 +160,8 @@ def batch_predict(
     from . import _load
     from ._predictor import Predictor
 
-    thresholds: dict[str, Any] = {k: options.pop(k) for k in ("conf", "iou", "max_det", "classes", "agnostic")
+    thresholds: dict[str, Any] = {k: options.pop(k) for k in ("conf", "iou", "max_det", "classes", "agnostic",
+                                                                  "multi_label")
                                   if k in options}
     own = not isinstance(model, Predictor)
     predictor = _load.load(model, **options) if own else model

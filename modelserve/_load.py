@@ -92,7 +92,7 @@ def load(
     ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``: defaults for every ``predict`` call,
     with Ultralytics' meanings; unset, the layout's family's own defaults (Ultralytics: 0.25, 0.7,
     300, all classes, class-aware; YOLOv5/YOLOv7: iou 0.45 and max_det 1000/300; YOLOX: conf 0.1,
-    iou 0.45, class-agnostic). ``multi_label``: YOLOv5/YOLOv7's option, one row per class whose
+    iou 0.45, class-agnostic, no max_det cap). ``multi_label``: YOLOv5/YOLOv7's option, one row per class whose
     confidence passes ``conf`` (default False, as their ``detect.py``).
     ``names``: class names for models without metadata.
     ``task``: ``"detect"``, ``"segment"``, ``"pose"``, ``"obb"``, ``"classify"`` or ``"rtdetr"``

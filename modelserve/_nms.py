@@ -161,7 +161,7 @@ def torch_order(scores: np.ndarray, kernels: bool | None = None) -> np.ndarray:
         kernels = use_kernels()
     if not kernels or _k_nms is None:
         return _torch_sort.torch_sort_order(scores)
-    s = np.ascontiguousarray(scores, dtype=np.float32)
+    s = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
     out = np.empty(len(s), dtype=np.int64)
     if _k_nms.torch_sort_order(s, out) != 0:
         raise MemoryError("torch_order: out of memory")
@@ -175,9 +175,13 @@ def nms_plus_one(boxes: np.ndarray, order: np.ndarray, thr: float, kernels: bool
     if kernels is None:
         kernels = use_kernels()
     boxes = np.ascontiguousarray(boxes, dtype=np.float32)
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or order.ndim != 1 or (
+            len(order) and (order.min() < 0 or order.max() >= len(boxes))):
+        raise InvalidInputError(f"nms_plus_one: boxes must be (n, 4) and order indices into them, got "
+                                f"{boxes.shape} and {order.shape}")
     if not kernels or _k_nms is None or not np.isfinite(boxes).all():
         return None
-    order = np.ascontiguousarray(order, dtype=np.int64)
     keep = np.empty(max(len(order), 1), dtype=np.int64)
     count = _k_nms.nms_plus_one(boxes, order, thr, keep)
     if count < 0:

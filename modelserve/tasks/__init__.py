@@ -29,7 +29,7 @@ from typing import Any
 from .._engine import Engine
 from .._errors import InvalidInputError, ModelLoadError
 from .._metadata import ModelInfo
-from .base import Head
+from .base import Head, fmt
 from .classify import Classification, ClassifyHead
 from .detect import DetectHead
 from .layouts import LAYOUTS, ROWS_LAYOUTS, check_layout, detector_layout
@@ -79,10 +79,16 @@ def head_for(engine: Engine, info: ModelInfo, task: str | None = None, layout: s
     if name == "detect" and is_rtdetr(info):  # Ultralytics names RT-DETR's task 'detect'
         name = "rtdetr"
     shapes = [tuple(o.shape) for o in engine.outputs]
+    if layout not in (None, "ultralytics") and len(shapes) != 1:
+        raise ModelLoadError(f"layout={layout!r} reads one output [batch, rows, columns]; this model has "
+                             f"{len(shapes)}: {', '.join(fmt(s) for s in shapes)} (export with the detection "
+                             "outputs concatenated, e.g. YOLOv5's export.py, or YOLOv7's with --grid)")
     if name == "detect" and len(shapes) == 1:
         found = detector_layout(shapes[0], tuple(engine.inputs[0].shape[2:4]), info.raw, layout)
         if found in _FAMILY_HEADS:
-            return _FAMILY_HEADS[found].from_model(info, shapes)
+            head = _FAMILY_HEADS[found].from_model(info, shapes)
+            head.check_input(tuple(engine.inputs[0].shape[2:4]), shapes[0])
+            return head
         if found == "end2end":
             info = dataclasses.replace(info, end2end=True)
     try:

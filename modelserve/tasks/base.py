@@ -71,6 +71,9 @@ class Head:
         _letterbox.fill(geometry.layout, geometry.plan, pixels, out, otype, PAD_VALUE, bgr)
 
     # -- outputs ----------------------------------------------------------------------------------
+    def check_input(self, input_hw: tuple[Any, ...], output_shape: Shape) -> None:
+        """Refuse at load an output that cannot fit this input (heads whose rows follow a grid)."""
+
     def run_limit(self, engine: Any) -> int | None:
         """1 when the input batch is dynamic but an output's batch is fixed at 1 (such a model
         answers for one image per run), else None; :class:`ModelLoadError` when outputs cannot be

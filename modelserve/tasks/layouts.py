@@ -20,7 +20,8 @@ P6 models). What the shape cannot settle is refused with :class:`ModelLoadError`
 
 - one row per grid cell could be YOLOX's raw head or an anchor-free head already decoded;
 - YOLOv5 and YOLOv7 rows are alike, and with one class they score differently (YOLOv5 multiplies
-  objectness by the class score, YOLOv7 takes objectness alone), so a one-class model must say;
+  objectness by the class score, YOLOv7 takes objectness alone), so a one-class model must say,
+  unless it carries the ``names`` and ``stride`` that YOLOv5's own export writes;
 - a dynamic input or row count has no grid to compare with.
 
 The rows layouts of YOLOv5/YOLOv7 are read as YOLOv5 when there is more than one class, because
@@ -80,15 +81,20 @@ def detector_layout(shape: Sequence[Any], input_hw: Sequence[Any], meta: Mapping
     if has_ultralytics_metadata(meta) or len(shape) != 3:
         return "ultralytics"
     rows, cols = shape[1], shape[2]
-    if rows is not None and (cols is None or rows <= cols):
-        return "ultralytics"  # [B, 4+nc, anchors]: channels first (rows layouts have fixed columns)
     cells = _cells(input_hw)
+    if rows is not None and (cols is None or rows <= cols):
+        # [B, 4+nc, anchors], channels first (rows layouts have fixed columns) -- unless the rows are
+        # a grid's and the columns are not (a rows model with a tiny input or a huge class count)
+        if not (cols is not None and rows in (*cells, *(3 * c for c in cells)) and cols not in cells):
+            return "ultralytics"
     found = f"the detector output {list(shape)} (input {list(input_hw)}) has no Ultralytics metadata"
     if rows is None or cols is None or not cells:
         raise ModelLoadError(
             f"{found} and a dynamic size, so its layout cannot be read from its shape: say it with layout= "
             f"({_choices()})")
     if rows in tuple(3 * c for c in cells):
+        if cols == 6 and "names" in meta and "stride" in meta:
+            return "yolov5"  # YOLOv5's own export.py writes names and stride; YOLOv7's writes nothing
         if cols == 6:
             raise ModelLoadError(
                 f"{found}: its {rows} rows are three anchors per grid cell (YOLOv5/YOLOv7) with one class, and "

@@ -17,6 +17,8 @@ repository's ``non_max_suppression``, step for step:
   clipped to the image. Boxes stay floats (their ``detect.py`` rounds them for display).
 
 Defaults follow their ``detect.py``: ``conf=0.25``, ``iou=0.45``, ``max_det=1000`` (YOLOv5) / 300 (YOLOv7).
+Float16 outputs are read in float32 (YOLOv5's ``--half`` runs these steps in float16: confidences
+may then differ in the fourth decimal).
 """
 
 from __future__ import annotations
@@ -64,12 +66,12 @@ def objectness_nms(x: np.ndarray, conf: float, iou: float, max_det: int, class_a
     in input pixels, highest confidence first. ``kernels``: sort with the compiled kernel (default:
     :func:`modelserve._backend.use_kernels`) or the NumPy emulation; both give torch's order."""
     nc = x.shape[1] - 5
+    check_scores(x[:, 4], sorted_desc=False, what="objectness")  # every row: NaN or < 0 is no model's
     x = x[x[:, 4] > np.float32(conf)]  # candidates: objectness > conf (float32, as torch compares)
     if not len(x):
         return np.zeros((0, 6), np.float32)
     obj = x[:, 4:5]
-    check_scores(obj[:, 0], sorted_desc=False, what="objectness")
-    check_scores(x[:, 5:], sorted_desc=False, what="class score")
+    check_scores(x[:, 5:], sorted_desc=False, what="class score")  # the candidates' (the rest cannot pass)
     scores = obj.copy() if (family == "yolov7" and nc == 1) else x[:, 5:] * obj
     box = _xywh2xyxy(x[:, :4])
     multi_label = multi_label and nc > 1

@@ -16,14 +16,16 @@ Post-processing (``demo_postprocess`` and ``multiclass_nms``):
   be kept for several classes, ordered by class, then confidence;
 - NMS with the +1-pixel area convention, ``IoU <= iou`` kept, visited in ``argsort()[::-1]`` order.
 
-Then, unlike the demo: ``classes`` filters before NMS, at most ``max_det`` are kept (the highest
-confidences, in the reference's order) and boxes are clipped to the image.
-Defaults follow the demo and ddddocr: ``conf=0.1``, ``iou=0.45``, class-agnostic.
+Then, unlike the demo: ``classes`` filters before NMS, ``max_det`` (if given) keeps the highest
+confidences in the reference's order, and boxes are clipped to the image.
+Defaults follow the demo and ddddocr: ``conf=0.1``, ``iou=0.45``, class-agnostic, no ``max_det`` cap.
+Float16 outputs are read in float32.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -146,12 +148,17 @@ class YOLOXHead(Head):
 
     task = "detect"
     layout = "yolox"
-    option_defaults = {"conf": 0.1, "iou": 0.45, "agnostic": True}
+    option_defaults = {"conf": 0.1, "iou": 0.45, "agnostic": True, "max_det": sys.maxsize}  # YOLOX has no cap
 
     @classmethod
     def from_model(cls, info: ModelInfo, shapes: Sequence[Shape]) -> "YOLOXHead":
         check_rows_output(shapes, len(info.names), cls.layout, "cells", "raw cx, cy, w, h")
         return cls(info, [0])
+
+    def check_input(self, input_hw: tuple[Any, ...], output_shape: Shape) -> None:
+        """A fixed input's grid must have one cell per row (checked again on every run)."""
+        if None not in input_hw and output_shape[1] is not None:
+            yolox_grid((int(input_hw[0]), int(input_hw[1])), int(output_shape[1]))
 
     def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,
                  pixels_hw: tuple[int, int] | None = None) -> Any:
@@ -164,6 +171,7 @@ class YOLOXHead(Head):
         plan = _letterbox.kernel_plan(ph, pw, th, tw, (rw, rh), (0, 0)) if self.kernels else None
         ratio = np.float32(r)
         scale = np.array([0, 0, 0, 0, ratio, ratio, ratio, ratio, w, h, w, h], np.float32)
+        scale.setflags(write=False)  # shared through the Predictor's geometry cache
         return _Geometry(layout, plan, scale, ratio)
 
     def fill(self, pixels: np.ndarray, bgr: bool, geometry: Any, out: np.ndarray, otype: int) -> None:

@@ -129,7 +129,37 @@ def test_a_stated_layout_must_fit_the_output(tmp_path):
 def test_yolox_rows_must_match_the_input_grid(tmp_path):
     path = _constant_model(tmp_path / "m.onnx", _rows(3549, 6, size=1), hw=(640, 640))
     with pytest.raises(ms.ModelLoadError, match="not YOLOX's raw head for this input"):
-        ms.load(path, layout="yolox").predict(IMAGE)
+        ms.load(path, layout="yolox")  # at load: the input is fixed
+
+
+def test_yolox_keeps_every_box_by_default_as_yolox_does(tmp_path):
+    out = _rows(8400, 6, size=1)
+    with ms.load(_constant_model(tmp_path / "m.onnx", out), layout="yolox") as p:
+        assert len(p.predict(IMAGE, conf=0.0)) > 300  # no max_det cap unless asked
+        assert len(p.predict(IMAGE, conf=0.0, max_det=5)) == 5
+
+
+def test_a_rows_model_with_a_tiny_input_and_many_classes_is_not_read_channels_first(tmp_path):
+    out = _rows(3 * (8 * 8 + 4 * 4 + 2 * 2), 605, size=64)  # [1, 252, 605]: YOLOv5 at 64x64, 600 classes
+    with ms.load(_constant_model(tmp_path / "m.onnx", out, hw=(64, 64))) as p:
+        assert (p.layout, len(p.names)) == ("yolov5", 600)
+
+
+def test_one_class_rows_with_yolov5s_export_metadata_are_yolov5(tmp_path):
+    path = _constant_model(tmp_path / "m.onnx", _rows(25200, 6), metadata={"stride": "32", "names": "{0: 'face'}"})
+    with ms.load(path) as p:
+        assert (p.layout, p.names) == ("yolov5", {0: "face"})
+
+
+def test_a_stated_rows_layout_needs_one_output(tmp_path):
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("a", "b")]
+    nodes = [helper.make_node("Identity", ["images"], ["a"]), helper.make_node("Identity", ["images"], ["b"])]
+    model = helper.make_model(helper.make_graph(nodes, "m", [x], outs), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ms.ModelLoadError, match=r"layout='yolov5' reads one output.*has 2"):
+        ms.load(tmp_path / "m.onnx", layout="yolov5", names=["a"])
 
 
 def test_multi_label_is_only_for_the_yolov5_family(tmp_path):
@@ -141,7 +171,7 @@ def test_multi_label_is_only_for_the_yolov5_family(tmp_path):
 
 
 @pytest.mark.parametrize(("layout", "column", "value", "what"), [
-    ("yolov5", 4, 639.99, "objectness"), ("yolov5", 7, 3.5, "class score"),
+    ("yolov5", 4, 639.99, "objectness"), ("yolov5", 7, 3.5, "class score"), ("yolov5", 4, np.nan, "objectness"),
     ("yolox", 4, 2.0, "objectness"), ("yolox", 5, -0.5, "class score"),
 ])
 def test_scores_that_are_not_probabilities_raise(tmp_path, layout, column, value, what):
