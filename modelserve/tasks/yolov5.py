@@ -66,8 +66,9 @@ def objectness_nms(x: np.ndarray, conf: float, iou: float, max_det: int, class_a
     in input pixels, highest confidence first. ``kernels``: sort with the compiled kernel (default:
     :func:`modelserve._backend.use_kernels`) or the NumPy emulation; both give torch's order."""
     nc = x.shape[1] - 5
-    check_scores(x[:, 4], sorted_desc=False, what="objectness")  # every row: NaN or < 0 is no model's
-    x = x[x[:, 4] > np.float32(conf)]  # candidates: objectness > conf (float32, as torch compares)
+    objectness = np.ascontiguousarray(x[:, 4])  # one strided pass over the rows; the rest reads this
+    check_scores(objectness, sorted_desc=False, what="objectness")  # every row: NaN or < 0 is no model's
+    x = x[objectness > np.float32(conf)]  # candidates: objectness > conf (float32, as torch compares)
     if not len(x):
         return np.zeros((0, 6), np.float32)
     obj = x[:, 4:5]
