@@ -103,8 +103,37 @@ def decode(data: bytes, what: str, target: Any = None) -> tuple[np.ndarray, tupl
     return _oriented(pixels, orientation), upright
 
 
+def _has_exif(data: bytes) -> bool:
+    """Whether the JPEG's headers (the segments before the first scan) hold an APP1 ``Exif`` block:
+    a walk over the segment lengths, so that a photo without one never opens Pillow. Anything it
+    cannot walk counts as having one (Pillow then decides)."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return True
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA or marker == 0xD9:  # start of scan / end of image: no more headers
+            return False
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
+            return True
+        if length < 2:
+            return True
+        i += 2 + length
+    return True
+
+
 def _orientation(data: bytes) -> int:
-    """The EXIF orientation (1-8; 1 when absent or unreadable), read by Pillow from the headers only."""
+    """The EXIF orientation (1-8; 1 when absent or unreadable), read by Pillow from the headers only
+    (and not at all when the headers hold no EXIF block)."""
+    if not _has_exif(data):
+        return 1
     from PIL import Image as PILImage
 
     try:

@@ -123,3 +123,24 @@ def test_the_predictor_gives_ultralytics_pixels_its_results(detector_path, photo
     np.testing.assert_array_equal(a.xyxy, c.xyxy)
     np.testing.assert_array_equal(b.xyxy, c.xyxy)
     np.testing.assert_array_equal(a.confidence, c.confidence)
+
+
+def test_the_exif_scan_finds_every_orientation_pillow_finds(source, photo):
+    """The segment walk that skips Pillow for JPEGs without EXIF never misses an EXIF block Pillow
+    would read (an ICC profile, comments and an XMP APP1 before it included), and never reads past
+    the headers."""
+    from modelserve import _jpeg
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"
+    cases = {**variants(source), "bus": photo("bus.jpg").read_bytes(), "zidane": photo("zidane.jpg").read_bytes(),
+             "icc+comment+exif": jpeg(source, quality=80, icc_profile=b"\0" * 3000, comment=b"hello", exif=exif),
+             "xmp-then-exif": jpeg(source, quality=80, xmp=xmp, exif=exif)}
+    for name, data in cases.items():
+        has = 0x0112 in Image.open(io.BytesIO(data)).getexif()
+        assert _jpeg._has_exif(data) or not has, name
+        assert _jpeg._orientation(data) == Image.open(io.BytesIO(data)).getexif().get(0x0112, 1), name
+    assert not _jpeg._has_exif(cases["bus"]) and not _jpeg._has_exif(cases["progressive"])
+    assert _jpeg._has_exif(cases["exif6"]) and _jpeg._has_exif(cases["xmp-then-exif"])
+    assert _jpeg._has_exif(b"\xff\xd8\xff")  # truncated: Pillow decides
