@@ -74,6 +74,7 @@ from modelserve._letterbox import scale_with  # noqa: E402
 from modelserve.tasks.yolov5 import objectness_nms, yolov5_scale_row  # noqa: E402
 from modelserve.tasks.yolox import yolox_detections  # noqa: E402
 from tests import assets  # noqa: E402
+from tests.goldens.families.make_ddddocr import postprocess as ddddocr_postprocess  # noqa: E402
 from tests.tasks import yolox_reference as yref  # noqa: E402
 
 torch.set_num_threads(1)
@@ -170,16 +171,7 @@ def x_ours(raw: np.ndarray, input_hw, ratio: float, photo_hw) -> np.ndarray:
 
 def x_ddddocr(engine, raw: np.ndarray, input_hw, ratio: float, photo_hw) -> np.ndarray:
     """ddddocr's get_bbox after session.run, with its own methods (``raw`` is decoded in place)."""
-    predictions = engine.demo_postprocess(raw, input_hw)[0]
-    boxes = predictions[:, :4]
-    scores = predictions[:, 4:5] * predictions[:, 5:]
-    xyxy = np.ones_like(boxes)
-    xyxy[:, 0] = boxes[:, 0] - boxes[:, 2] / 2.0
-    xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2.0
-    xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2.0
-    xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2.0
-    xyxy /= ratio
-    dets = engine.multiclass_nms(xyxy, scores, nms_thr=X_IOU, score_thr=X_CONF)
+    dets = ddddocr_postprocess(engine, raw, input_hw, ratio, X_IOU, X_CONF)[3]
     if dets is None:
         return np.zeros((0, 6), np.float32)
     return clip_rows(dets, photo_hw)

@@ -129,7 +129,7 @@ def load(
         hints = {"imgsz": imgsz, "max_batch": batching.max_batch_size if batching is not None else None}
         eng = _open(source, engine, device, registry, lock, hints, engine_options)
     try:
-        info = _model_info(eng, task, names, layout)
+        info, layout = _model_info(eng, task, names, layout)
         predictor = Predictor(eng, info, imgsz=imgsz, options=given, channels=channels, batching=batching, task=task,
                               fast_decode=fast_decode, layout=layout)
     except BaseException:
@@ -186,18 +186,20 @@ def _artifact_dirs(reg: Registry, digest: str, device: str) -> Callable[[type[En
 
 
 def _model_info(eng: Engine, task: str | None, names: Mapping[int, str] | Sequence[str] | None,
-                layout: str | None) -> Any:
-    """The model's metadata; without names in it or ``names=``, the class count of the layouts
-    that show it: detect ``[B, 4 + nc, anchors]``, the rows layouts ``[B, rows, 5 + nc]`` and
-    classify ``[B, nc]`` (end-to-end rows and other tasks need ``names=``)."""
+                layout: str | None) -> tuple[Any, str | None]:
+    """The model's metadata and, for a detector with one output, its layout (read once, here:
+    :func:`modelserve.tasks.detector_layout`); without names in the metadata or ``names=``, the
+    class count of the layouts that show it: detect ``[B, 4 + nc, anchors]``, the rows layouts
+    ``[B, rows, 5 + nc]`` and classify ``[B, nc]`` (end-to-end rows and other tasks need ``names=``)."""
     shape = tuple(eng.outputs[0].shape) if eng.outputs else ()
     said = task or eng.metadata.get("task", "detect")
     nc = None
-    if said == "detect" and len(shape) == 3 and len(eng.outputs) == 1:
-        found = detector_layout(shape, tuple(eng.inputs[0].shape[2:4]), eng.metadata, layout)
-        if found in ROWS_LAYOUTS and shape[2] is not None:
-            nc = shape[2] - 5
-        elif found == "end2end":
+    if said == "detect" and len(shape) == 3:
+        if len(eng.outputs) == 1:
+            layout = detector_layout(shape, tuple(eng.inputs[0].shape[2:4]), eng.metadata, layout)
+        if layout in ROWS_LAYOUTS:
+            nc = None if shape[2] is None else shape[2] - 5
+        elif layout == "end2end":
             if names is None and "names" not in eng.metadata:
                 raise ModelLoadError(f"end-to-end detector rows {list(shape)} do not show how many classes the "
                                      "model has: pass names= (a list, or a dict id -> name)")
@@ -205,6 +207,4 @@ def _model_info(eng: Engine, task: str | None, names: Mapping[int, str] | Sequen
             nc = shape[1] - 4
     elif said == "classify" and len(shape) == 2 and shape[1] is not None:
         nc = shape[1]
-    elif said == "detect" and len(shape) == 3 and shape[1] is not None:
-        nc = shape[1] - 4
-    return parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc)
+    return parse_metadata(eng.metadata, names=names, imgsz=None, num_classes=nc), layout

@@ -199,16 +199,17 @@ def batched_nms(
     return kept if max_keep < 0 else kept[:max_keep]
 
 
-def _corners(xy: np.ndarray, wh: np.ndarray, two: np.floating) -> tuple[np.ndarray, np.ndarray]:
+def corners(xy: np.ndarray, wh: np.ndarray, two: np.floating) -> tuple[np.ndarray, np.ndarray]:
     """Ultralytics' ``xywh2xyxy`` in the arrays' dtype: ``xy - wh / 2`` and ``xy + wh / 2``."""
     with np.errstate(invalid="ignore", over="ignore"):  # inf boxes give NaN/inf, as in torch
         half = wh / two
         return xy - half, xy + half
 
 
-def _xywh2xyxy(x: np.ndarray) -> np.ndarray:
+def xywh2xyxy(x: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` cx, cy, w, h rows to x1, y1, x2, y2 with :func:`corners` (float32 halves)."""
     y = np.empty_like(x)
-    y[:, 0:2], y[:, 2:4] = _corners(x[:, 0:2], x[:, 2:4], np.float32(2))
+    y[:, 0:2], y[:, 2:4] = corners(x[:, 0:2], x[:, 2:4], np.float32(2))
     return y
 
 
@@ -236,7 +237,7 @@ def half_xyxy(raw: np.ndarray) -> np.ndarray:
     float16 arithmetic, as Ultralytics' ``xywh2xyxy`` computes them on a half-precision model's
     outputs (each operation rounded to float16, like torch's CPU half arithmetic)."""
     out = raw.astype(np.float32)
-    out[:, 0:2], out[:, 2:4] = _corners(raw[:, 0:2], raw[:, 2:4], np.float16(2))
+    out[:, 0:2], out[:, 2:4] = corners(raw[:, 0:2], raw[:, 2:4], np.float16(2))
     return out
 
 
@@ -262,7 +263,7 @@ def yolo_select(
             continue
         boxes = np.ascontiguousarray(raw[b, :4][:, anchors].T)
         if not xyxy:
-            boxes = _xywh2xyxy(boxes)
+            boxes = xywh2xyxy(boxes)
         det = np.concatenate([boxes, confs[:, None], j[:, None].astype(np.float32)], axis=1).astype(np.float32)
         offset = det[:, 5:6] * np.float32(0.0 if agnostic else MAX_WH)  # float32, as Ultralytics
         keep = nms(det[:, :4] + offset, det[:, 4], iou, max_det)[:max_det]

@@ -148,10 +148,7 @@ class Predictor:
     def layout(self) -> str:
         """How the model's outputs are read: ``ultralytics``, ``end2end``, ``rtdetr``, ``yolov5``,
         ``yolov7``, ``yolox`` (detectors) or ``probabilities`` (classifiers)."""
-        head = self._head
-        if head.end2end:
-            return "end2end"
-        return "ultralytics" if head.layout == "yolo" else head.layout
+        return "end2end" if self._head.end2end else self._head.layout
 
     @property
     def _kernels(self) -> bool:

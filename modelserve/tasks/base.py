@@ -40,7 +40,7 @@ class Head:
     """
 
     task = "detect"
-    layout = "yolo"
+    layout = "ultralytics"
     #: predict options whose default differs for this layout (its family's own defaults)
     option_defaults: Mapping[str, Any] = {}
     #: whether the head reads ``multi_label=True`` (one row per class above ``conf``)

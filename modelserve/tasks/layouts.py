@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 from .._errors import InvalidInputError, ModelLoadError
 
-__all__ = ["LAYOUTS", "ROWS_LAYOUTS", "has_ultralytics_metadata", "detector_layout", "grid_cells"]
+__all__ = ["LAYOUTS", "ROWS_LAYOUTS", "P5", "P6", "has_ultralytics_metadata", "detector_layout", "grid_cells"]
 
 #: every ``layout=`` value ``modelserve.load`` takes
 LAYOUTS = ("ultralytics", "end2end", "yolov5", "yolov7", "yolox")
@@ -42,6 +42,8 @@ LAYOUTS = ("ultralytics", "end2end", "yolov5", "yolov7", "yolox")
 ROWS_LAYOUTS = ("yolov5", "yolov7", "yolox")
 #: keys only Ultralytics' exports write (YOLOv5's repository writes ``stride`` and ``names`` too)
 _METADATA_KEYS = ("task", "imgsz")
+#: the heads' strides: P5 models (3 levels) and P6 models (4 levels)
+P5, P6 = (8, 16, 32), (8, 16, 32, 64)
 
 
 def has_ultralytics_metadata(meta: Mapping[str, Any]) -> bool:
@@ -69,7 +71,7 @@ def _cells(input_hw: Sequence[Any]) -> tuple[int, ...]:
     if input_hw[0] is None or input_hw[1] is None:
         return ()
     hw = (int(input_hw[0]), int(input_hw[1]))
-    return grid_cells(hw, (8, 16, 32)), grid_cells(hw, (8, 16, 32, 64))
+    return grid_cells(hw, P5), grid_cells(hw, P6)
 
 
 def detector_layout(shape: Sequence[Any], input_hw: Sequence[Any], meta: Mapping[str, Any],

@@ -24,7 +24,7 @@ may then differ in the fourth decimal).
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,15 +32,10 @@ from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
+from .._numpy_ops import xywh2xyxy
 from .base import MAX_NMS, Head, Shape, as_f32, check_rows_output, check_scores
 
 __all__ = ["YOLOv5Head", "YOLOv7Head", "objectness_nms", "yolov5_scale_row"]
-
-
-class _Geometry(NamedTuple):
-    layout: _letterbox.LetterboxInfo
-    plan: Any
-    scale: np.ndarray
 
 
 def yolov5_scale_row(tensor_hw: tuple[int, int], source_hw: tuple[int, int]) -> np.ndarray:
@@ -74,7 +69,7 @@ def objectness_nms(x: np.ndarray, conf: float, iou: float, max_det: int, class_a
     obj = x[:, 4:5]
     check_scores(x[:, 5:], sorted_desc=False, what="class score")  # the candidates' (the rest cannot pass)
     scores = obj.copy() if (family == "yolov7" and nc == 1) else x[:, 5:] * obj
-    box = _xywh2xyxy(x[:, :4])
+    box = xywh2xyxy(x[:, :4])  # YOLOv5's xywh2xyxy: x -/+ w / 2 in float32
     multi_label = multi_label and nc > 1
     if multi_label:
         i, j = np.nonzero(scores > np.float32(conf))  # row-major, as torch's nonzero
@@ -96,18 +91,11 @@ def objectness_nms(x: np.ndarray, conf: float, iou: float, max_det: int, class_a
     return np.ascontiguousarray(det[keep], dtype=np.float32)
 
 
-def _xywh2xyxy(b: np.ndarray) -> np.ndarray:
-    """YOLOv5's ``xywh2xyxy`` in float32: ``x - w / 2``, ``x + w / 2`` (each step rounded)."""
-    half = b[:, 2:4] / np.float32(2)
-    return np.concatenate([b[:, 0:2] - half, b[:, 0:2] + half], axis=1)
-
-
 class YOLOv5Head(Head):
     """Detection from YOLOv5 ``[B, 3*cells, 5+nc]`` rows (see the module's docstring)."""
 
     task = "detect"
     layout = "yolov5"
-    family = "yolov5"
     option_defaults = {"conf": 0.25, "iou": 0.45, "max_det": 1000}
     multi_label = True  # takes multi_label=True
 
@@ -119,7 +107,7 @@ class YOLOv5Head(Head):
     def geometry(self, source_hw: tuple[int, int], imgsz: tuple[int, int], dynamic: bool, stride: int,
                  pixels_hw: tuple[int, int] | None = None) -> Any:
         g = _letterbox.geometry(source_hw, imgsz, False, stride, self.kernels, pixels_hw)  # detect.py: auto=False
-        return _Geometry(g.layout, g.plan, yolov5_scale_row(g.layout.output_hw, g.layout.source_hw))
+        return g._replace(scale=yolov5_scale_row(g.layout.output_hw, g.layout.source_hw))
 
     def decode(self, outs: Sequence[np.ndarray], opts: Any, images: Sequence[Any],
                geometries: Sequence[Any]) -> list[Detections]:
@@ -127,11 +115,11 @@ class YOLOv5Head(Head):
         if raw.shape[2] != 5 + self.nc:
             raise ModelLoadError(f"expected {self.layout} output rows [batch, rows, {5 + self.nc}], got "
                                  f"{list(raw.shape)}")
-        max_det = min(opts.max_det, 300) if self.family == "yolov7" else opts.max_det
+        max_det = min(opts.max_det, 300) if self.layout == "yolov7" else opts.max_det
         results = []
         for rows, image, geometry in zip(raw, images, geometries):
             det = objectness_nms(rows, opts.conf, opts.iou, max_det, opts.class_array, opts.agnostic,
-                                 opts.multi_label, self.family, self.kernels)
+                                 opts.multi_label, self.layout, self.kernels)
             xyxy = _letterbox.scale_with(det[:, :4].copy(), geometry.scale)
             results.append(Detections._trusted(xyxy, det[:, 4].copy(), det[:, 5].astype(np.int64), self.names,
                                                image.hw))
@@ -142,5 +130,4 @@ class YOLOv7Head(YOLOv5Head):
     """Detection from YOLOv7 rows: YOLOv5's layout with YOLOv7's ``non_max_suppression``."""
 
     layout = "yolov7"
-    family = "yolov7"
     option_defaults = {"conf": 0.25, "iou": 0.45, "max_det": 300}

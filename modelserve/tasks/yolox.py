@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,31 +34,22 @@ from .. import _letterbox, _nms
 from .._detections import Detections
 from .._errors import ModelLoadError
 from .._metadata import ModelInfo
+from .._numpy_ops import corners
 from .base import PAD_VALUE, Head, Shape, as_f32, check_rows_output, check_scores
-from .layouts import grid_cells
+from .layouts import P5, P6, grid_cells
 
 __all__ = ["YOLOXHead", "yolox_detections", "yolox_grid"]
-
-_P5, _P6 = (8, 16, 32), (8, 16, 32, 64)
-
-
-class _Geometry(NamedTuple):
-    layout: _letterbox.LetterboxInfo
-    plan: Any
-    scale: np.ndarray
-    ratio: np.float32
-
 
 @functools.lru_cache(maxsize=16)
 def yolox_grid(input_hw: tuple[int, int], rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``(rows, 2)`` int64 grid offsets and ``(rows, 1)`` int64 strides of an ``input_hw``
     input (P5 or P6, whichever has ``rows`` cells); :class:`ModelLoadError` if neither."""
-    for strides in (_P5, _P6):
+    for strides in (P5, P6):
         if grid_cells(input_hw, strides) == rows:
             break
     else:
         raise ModelLoadError(f"the yolox output has {rows} rows, but a {list(input_hw)} input has "
-                             f"{grid_cells(input_hw, _P5)} grid cells (strides 8-32) or {grid_cells(input_hw, _P6)} "
+                             f"{grid_cells(input_hw, P5)} grid cells (strides 8-32) or {grid_cells(input_hw, P6)} "
                              "(8-64): these rows are not YOLOX's raw head for this input")
     grids, steps = [], []
     for s in strides:
@@ -80,18 +71,18 @@ def yolox_detections(raw: np.ndarray, input_hw: tuple[int, int], ratio: float, c
     ``kernels``: NMS in the compiled kernel (default: :func:`modelserve._backend.use_kernels`) or
     in NumPy; both are the reference's arithmetic."""
     grid, stride = yolox_grid(input_hw, raw.shape[0])
-    check_scores(raw[:, 4], sorted_desc=False, what="objectness")
+    objectness = np.ascontiguousarray(raw[:, 4])  # one strided pass over the rows; the rest reads this
+    check_scores(objectness, sorted_desc=False, what="objectness")
     # Only rows whose objectness passes can pass: obj * cls <= obj in float32 for class scores in
     # [0, 1] (checked on those rows). Every step after is elementwise per row, so rows drop out first.
-    rows = np.flatnonzero(raw[:, 4] > np.float32(conf))
+    rows = np.flatnonzero(objectness > np.float32(conf))
     raw, grid, stride = raw[rows], grid[rows], stride[rows]
     obj, cls = raw[:, 4:5], raw[:, 5:]
     check_scores(cls, sorted_desc=False, what="class score")
     xy = ((raw[:, :2] + grid) * stride).astype(np.float32)  # float32 + int64 -> float64, as the demo
     wh = (np.exp(raw[:, 2:4]) * stride).astype(np.float32)
     scores = obj * cls
-    half = wh / np.float32(2)
-    boxes = np.concatenate([xy - half, xy + half], axis=1)
+    boxes = np.concatenate(corners(xy, wh, np.float32(2)), axis=1)
     boxes /= np.float32(ratio)
     nc = scores.shape[1]
     allowed = np.ones(nc, bool) if class_arr is None else np.isin(np.arange(nc), class_arr)
@@ -169,10 +160,9 @@ class YOLOXHead(Head):
         layout = _letterbox.LetterboxInfo((h, w), (th, tw), r, (rw, rh), (0, 0))
         ph, pw = pixels_hw or (h, w)
         plan = _letterbox.kernel_plan(ph, pw, th, tw, (rw, rh), (0, 0)) if self.kernels else None
-        ratio = np.float32(r)
-        scale = np.array([0, 0, 0, 0, ratio, ratio, ratio, ratio, w, h, w, h], np.float32)
+        scale = np.array([0, 0, 0, 0, r, r, r, r, w, h, w, h], np.float32)  # float32(r): YOLOX's divisor
         scale.setflags(write=False)  # shared through the Predictor's geometry cache
-        return _Geometry(layout, plan, scale, ratio)
+        return _letterbox.Geometry(layout, plan, scale)
 
     def fill(self, pixels: np.ndarray, bgr: bool, geometry: Any, out: np.ndarray, otype: int) -> None:
         """BGR values 0-255: the letterbox in uint8, then widened (YOLOX does not normalise)."""
@@ -187,7 +177,7 @@ class YOLOXHead(Head):
             raise ModelLoadError(f"expected yolox output rows [batch, cells, {5 + self.nc}], got {list(raw.shape)}")
         results = []
         for rows, image, geometry in zip(raw, images, geometries):
-            det = yolox_detections(rows, geometry.layout.output_hw, float(geometry.ratio), opts.conf, opts.iou,
+            det = yolox_detections(rows, geometry.layout.output_hw, geometry.layout.ratio, opts.conf, opts.iou,
                                    opts.class_array, opts.agnostic, opts.max_det, self.kernels)
             xyxy = np.ascontiguousarray(det[:, :4])
             np.clip(xyxy, 0, geometry.scale[8:12], out=xyxy)

@@ -66,14 +66,11 @@ def f32_list(values) -> list[float]:
     return out
 
 
-def step_by_step(engine, data: bytes):
-    """ddddocr's get_bbox, unrolled with the engine's own methods; returns the intermediates."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    tensor, ratio = engine.preproc(img, INPUT_HW)
-    name = engine.session.get_inputs()[0].name
-    raw = engine.session.run(None, {name: tensor[None, :, :, :]})[0]
-    raw_copy = raw.copy()
-    predictions = engine.demo_postprocess(raw, INPUT_HW)[0]  # in place on raw
+def postprocess(engine, raw: np.ndarray, input_hw, ratio: float, nms_thr: float = NMS_THR,
+                score_thr: float = SCORE_THR):
+    """``get_bbox``'s steps after ``session.run``, with the engine's own methods (``raw`` is decoded
+    in place): ``(predictions, xyxy, scores, dets)``, ``dets`` None when nothing passes."""
+    predictions = engine.demo_postprocess(raw, input_hw)[0]
     boxes = predictions[:, :4]
     scores = predictions[:, 4:5] * predictions[:, 5:]
     xyxy = np.ones_like(boxes)
@@ -82,7 +79,18 @@ def step_by_step(engine, data: bytes):
     xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2.0
     xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2.0
     xyxy /= ratio
-    dets = engine.multiclass_nms(xyxy, scores, nms_thr=NMS_THR, score_thr=SCORE_THR)
+    dets = engine.multiclass_nms(xyxy, scores, nms_thr=nms_thr, score_thr=score_thr)
+    return predictions, xyxy, scores, dets
+
+
+def step_by_step(engine, data: bytes):
+    """ddddocr's get_bbox, unrolled with the engine's own methods; returns the intermediates."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    tensor, ratio = engine.preproc(img, INPUT_HW)
+    name = engine.session.get_inputs()[0].name
+    raw = engine.session.run(None, {name: tensor[None, :, :, :]})[0]
+    raw_copy = raw.copy()
+    predictions, xyxy, scores, dets = postprocess(engine, raw, INPUT_HW, ratio)  # in place on raw
     return img, tensor, ratio, raw_copy, predictions.copy(), xyxy, scores, dets
 
 
